@@ -1,0 +1,74 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from pdfqa.api.auth import AuthController
+from pdfqa.api.deps import provide_resources, provide_user
+from pdfqa.api.errors import problem_details_plugin
+from pdfqa.api.health import health, ready
+from pdfqa.api.uploads import JobsController, UploadsController
+from pdfqa.jobs.worker import embedded_worker, requeue_pending, stop_worker
+from pdfqa.resources import open_resources
+from pdfqa.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+MULTIPART_OVERHEAD = 1024 * 1024
+"""Room for the multipart envelope around a file at the size limit."""
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the app; its lifespan opens the resources (and, embedded, runs a worker)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            worker = task = None
+            if settings.embedded_worker:
+                worker = embedded_worker(resources)
+                task = asyncio.create_task(worker.async_run(), name="embedded-arq-worker")
+                await requeue_pending(resources)
+            try:
+                yield
+            finally:
+                if worker is not None and task is not None:
+                    await stop_worker(worker, task)
+
+    api = Router(
+        "/api/v1",
+        route_handlers=[AuthController, JobsController],
+        dependencies={"user": Provide(provide_user)},
+    )
+    uploads = Router(
+        "/api/v1",
+        route_handlers=[UploadsController],
+        dependencies={"user": Provide(provide_user)},
+        request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+    )
+    return Litestar(
+        route_handlers=[health, ready, api, uploads],
+        dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
+        lifespan=[lifespan],
+        plugins=[problem_details_plugin()],
+        openapi_config=OpenAPIConfig(
+            title="pdfqa",
+            version="0.1.0",
+            description="Chat with your PDFs: uploads, background ingestion, cited answers.",
+            path="/api/docs",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        debug=False,
+    )

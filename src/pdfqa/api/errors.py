@@ -1,0 +1,52 @@
+"""Domain errors -> RFC 9457 problem details, in one place."""
+
+from __future__ import annotations
+
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+
+from pdfqa.errors import (
+    Conflict,
+    IngestError,
+    InvalidInput,
+    NotAPdf,
+    NotFound,
+    PdfqaError,
+    TooLarge,
+    Unauthorized,
+    UpstreamUnavailable,
+)
+
+__all__ = ["problem_details_plugin", "to_problem"]
+
+# Most specific first: the first matching class decides.
+STATUS: list[tuple[type[PdfqaError], int, str]] = [
+    (NotFound, 404, "Not found"),
+    (Conflict, 409, "Conflict"),
+    (TooLarge, 413, "Too large"),
+    (NotAPdf, 415, "Not a PDF"),
+    (InvalidInput, 400, "Invalid input"),
+    (Unauthorized, 401, "Unauthorized"),
+    (IngestError, 422, "Unprocessable PDF"),
+    (UpstreamUnavailable, 503, "Service unavailable"),
+]
+
+
+def to_problem(exc: PdfqaError) -> ProblemDetailsException:
+    """The problem-details exception for a domain error."""
+    for kind, status, title in STATUS:
+        if isinstance(exc, kind):
+            return ProblemDetailsException(status_code=status, title=title, detail=str(exc))
+    return ProblemDetailsException(status_code=500, title="Internal error", detail=str(exc))
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            enable_for_all_http_exceptions=True,
+            exception_to_problem_detail_map={PdfqaError: to_problem},
+        )
+    )

@@ -1,0 +1,113 @@
+"""``/api/v1/uploads`` and ``/api/v1/jobs``: upload, list, read, download, delete, progress."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, delete, get, post
+from litestar.params import FromPath
+from litestar.response import ServerSentEvent, Stream
+from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+
+from pdfqa import progress
+from pdfqa import uploads as service
+from pdfqa.api.deps import CurrentUser, Deps
+from pdfqa.api.multipart import file_part
+from pdfqa.api.sse import event_stream
+from pdfqa.store.uploads import Upload
+from pdfqa.uploads import JobState
+
+__all__ = ["JobsController", "UploadsController"]
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    id: UUID
+    name: str
+    size: int
+    status: str
+    job_id: str
+
+
+class UploadsController(Controller):
+    path = "/uploads"
+    tags = ["uploads"]
+
+    @post("/", status_code=HTTP_202_ACCEPTED)
+    async def create(
+        self, request: Request[Any, Any, Any], resources: Deps, user: CurrentUser
+    ) -> Accepted:
+        """Upload a PDF (multipart field ``file``); ingestion runs in the background."""
+        part = await file_part(request)
+        upload = await service.accept_upload(resources, user.id, part.filename, part.data)
+        return Accepted(
+            id=upload.id,
+            name=upload.name,
+            size=upload.size,
+            status=upload.status,
+            job_id=upload.job_id,
+        )
+
+    @get("/")
+    async def index(self, resources: Deps, user: CurrentUser) -> list[Upload]:
+        """The caller's uploads, newest first."""
+        return await service.list_uploads(resources, user.id)
+
+    @get("/{upload_id:uuid}")
+    async def show(self, upload_id: FromPath[UUID], resources: Deps, user: CurrentUser) -> Upload:
+        """One upload with its ingestion status and progress."""
+        return await service.get_upload(resources, user.id, upload_id)
+
+    @get("/{upload_id:uuid}/file", media_type="application/pdf")
+    async def file(self, upload_id: FromPath[UUID], resources: Deps, user: CurrentUser) -> Stream:
+        """The PDF itself."""
+        upload = await service.get_upload(resources, user.id, upload_id)
+        safe = upload.name.replace('"', "'")
+        return Stream(
+            resources.files.read(str(upload.id)),
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'inline; filename="{safe}"',
+                "Content-Length": str(upload.size),
+            },
+        )
+
+    @delete("/{upload_id:uuid}", status_code=HTTP_204_NO_CONTENT)
+    async def remove(self, upload_id: FromPath[UUID], resources: Deps, user: CurrentUser) -> None:
+        """Delete the upload, its file and all its vectors."""
+        await service.delete_upload(resources, user.id, upload_id)
+
+    @get("/{upload_id:uuid}/events")
+    async def events(
+        self, upload_id: FromPath[UUID], resources: Deps, user: CurrentUser
+    ) -> ServerSentEvent:
+        """Progress as server-sent events: ``progress`` ..., then ``ready`` or ``failed``."""
+        await service.get_upload(resources, user.id, upload_id)  # 404 before the stream starts
+        return event_stream(_progress(resources, user, upload_id))
+
+
+async def _progress(
+    resources: Deps, user: CurrentUser, upload_id: UUID
+) -> AsyncIterator[progress.UploadEvent]:
+    async with progress.listen(resources.redis, upload_id) as live:
+        # Subscribed first, read second: nothing published in between is lost.
+        current = progress.event_for(await service.get_upload(resources, user.id, upload_id))
+        yield current
+        if not isinstance(current, progress.Progress):
+            return
+        async for event in live:
+            yield event
+            if not isinstance(event, progress.Progress):
+                return
+
+
+class JobsController(Controller):
+    path = "/jobs"
+    tags = ["jobs"]
+
+    @get("/{job_id:str}")
+    async def show(self, job_id: FromPath[str], resources: Deps, user: CurrentUser) -> JobState:
+        """The background job's state, for the caller's own jobs."""
+        return await service.job_state(resources, user.id, job_id)

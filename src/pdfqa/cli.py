@@ -1,0 +1,100 @@
+"""``pdfqa serve | worker | migrate``: the command-line edge, where the environment is read."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from pdfqa.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("pdfqa")
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from pdfqa.api.app import create_app
+
+    app = create_app(settings)
+    mode = "with an embedded worker" if settings.embedded_worker else "API only"
+    vectors = settings.qdrant_url or f"local Qdrant in {settings.data_dir / 'qdrant'}"
+    print(  # noqa: T201 - the one line a person running `make run` looks for
+        f"pdfqa is starting on http://{settings.host}:{settings.port}/ ({mode}; {vectors})",
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+def worker(settings: Settings) -> None:
+    from arq.worker import run_worker
+
+    from pdfqa.jobs.worker import worker_settings
+
+    run_worker(worker_settings(settings))
+
+
+def migrate(settings: Settings) -> None:
+    from pdfqa.store import db
+
+    async def run() -> list[str]:
+        await db.ensure_database(settings.database_url)
+        pool = await db.create_pool(settings.database_url, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await db.migrate(conn)
+        finally:
+            await pool.close()
+
+    applied = asyncio.run(run())
+    log.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pdfqa", description="Chat with your PDFs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the API (and, by default, a worker)")
+    serve_cmd.add_argument("--host", help="address to bind (PDFQA_HOST)")
+    serve_cmd.add_argument("--port", type=int, help="port to listen on (PDFQA_PORT)")
+    serve_cmd.add_argument(
+        "--no-worker", action="store_true", help="do not run the embedded worker"
+    )
+    commands.add_parser("worker", help="run an arq worker (same as `arq ...WorkerSettings`)")
+    commands.add_parser("migrate", help="create the database if needed and apply migrations")
+    args = parser.parse_args(argv)
+
+    environ = dict(os.environ)
+    if args.command == "serve":
+        if args.host:
+            environ["PDFQA_HOST"] = args.host
+        if args.port:
+            environ["PDFQA_PORT"] = str(args.port)
+        if args.no_worker:
+            environ["PDFQA_EMBEDDED_WORKER"] = "false"
+    settings = load_settings(environ)
+    _configure_logging(settings)
+    {"serve": serve, "worker": worker, "migrate": migrate}[args.command](settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""One typed settings object, loaded once from ``PDFQA_*`` environment variables at the edge.
+
+Every field has a default that works for the embedded mode (``make run`` with no configuration).
+Tests build :class:`Settings` directly instead of touching ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+__all__ = ["Settings", "load_settings"]
+
+PREFIX = "PDFQA_"
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    """Configuration of the API process and the worker alike."""
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/pdfqa"
+    """PostgreSQL DSN; the database is created on ``pdfqa migrate`` when missing."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis DSN for the arq queue, progress pub/sub and caches."""
+    qdrant_url: str | None = None
+    """Qdrant server URL; unset means qdrant-client's local mode under ``data_dir/qdrant``."""
+    qdrant_api_key: str | None = None
+    """API key for the Qdrant server, if it needs one."""
+    data_dir: Path = Path("./data")
+    """Where uploaded files (``files/``), local Qdrant (``qdrant/``) and model caches live."""
+    host: str = "127.0.0.1"
+    """Address ``pdfqa serve`` binds to."""
+    port: int = 8000
+    """Port ``pdfqa serve`` listens on."""
+    embedded_worker: bool = True
+    """Run an arq worker inside the API process (the embedded default)."""
+    queue_name: str = "pdfqa:queue"
+    """The arq queue the API enqueues on and the workers read."""
+
+    embedding_provider: Literal["local", "openai"] = "local"
+    """``local``: the bundled all-MiniLM-L6-v2; ``openai``: an OpenAI-compatible /embeddings API."""
+    local_embedding_backend: Literal["onnx-int8", "onnx", "torch"] = "onnx-int8"
+    """How the local model runs: int8 ONNX (fastest), float ONNX, or PyTorch."""
+    embedding_model: str = "text-embedding-3-small"
+    """Model name sent to the OpenAI-compatible endpoint (provider ``openai``)."""
+    embedding_dimensions: int | None = None
+    """Vector size of the remote model; probed with one request when unset."""
+    openai_base_url: str | None = None
+    """Base URL of the OpenAI-compatible endpoint (Ollama: ``http://localhost:11434/v1``)."""
+    openai_api_key: str = "not-needed"
+    """API key for the OpenAI-compatible endpoint."""
+    embed_batch_size: int = 32
+    """Chunks per embedding request or model call."""
+    embed_concurrency: int = 4
+    """Embedding batches in flight at once against a remote endpoint."""
+    inference_threads: int = 0
+    """Threads the local model may use; 0 means one per CPU core."""
+
+    chunk_tokens: int = 200
+    """Target chunk size in word pieces (all-MiniLM-L6-v2 reads at most 256)."""
+    chunk_overlap_tokens: int = 32
+    """Word pieces repeated from the end of one chunk at the start of the next."""
+
+    extract_tables: bool = True
+    """Render ruled tables as labelled rows with pdfplumber (slower; better for 10-K tables)."""
+    max_upload_bytes: int = 100 * 1024 * 1024
+    """Largest accepted upload, in bytes."""
+    max_pages: int = 5000
+    """PDFs with more pages fail with "too many pages"."""
+    page_timeout_s: float = 30.0
+    """Wall-clock limit for extracting one page before its child process is killed."""
+    extract_memory_mb: int = 1536
+    """Address-space limit of each extraction child process."""
+    extract_cpu_s: int = 1800
+    """CPU-seconds limit of each extraction child process (the whole document)."""
+    worker_concurrency: int = 2
+    """Jobs one worker runs at once (arq ``max_jobs``)."""
+    job_timeout_s: int = 3600
+    """Hard limit for one ingestion job."""
+    session_ttl_s: int = 14 * 24 * 3600
+    """How long a login token stays valid."""
+    log_level: str = "INFO"
+    """Python logging level."""
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build :class:`Settings` from ``PDFQA_*`` variables; unknown ``PDFQA_`` names are an error."""
+    fields = set(Settings.__struct_fields__)
+    raw: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX) :].lower()
+        if name not in fields:
+            raise ValueError(f"unknown setting {key}")
+        raw[name] = value
+    return msgspec.convert(raw, Settings, strict=False, dec_hook=_decode_path)
+
+
+def _decode_path(type_: type, value: object) -> object:
+    if type_ is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"cannot read {type_!r} from the environment")

@@ -1,0 +1,79 @@
+"""The asyncpg pool and the schema migrations (numbered SQL files applied in order)."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+
+__all__ = ["create_pool", "ensure_database", "migrate"]
+
+log = logging.getLogger(__name__)
+
+# Any constant works: it only has to be the same in every process that migrates.
+MIGRATION_LOCK = 0x7064_6671_61
+
+
+async def ensure_database(dsn: str) -> None:
+    """Create the database named in ``dsn`` when it does not exist yet (needs CREATEDB rights)."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    else:
+        await conn.close()
+        return
+    name = unquote(urlsplit(dsn).path.lstrip("/")) or "postgres"
+    admin = await asyncpg.connect(dsn, database="postgres")
+    try:
+        # Identifiers cannot be bound as parameters; quote_ident-equivalent via format('%I').
+        statement = await admin.fetchval("SELECT format('CREATE DATABASE %I', $1::text)", name)
+        try:
+            await admin.execute(statement)
+            log.info("created database %s", name)
+        except asyncpg.DuplicateDatabaseError:
+            pass
+    finally:
+        await admin.close()
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = resources.files("pdfqa.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply every migration not applied yet, under an advisory lock; return the names applied."""
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in _migrations():
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+            )
+            applied.append(name)
+            log.info("applied migration %s", name)
+    return applied
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """Open the pool; the caller closes it."""
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+    assert pool is not None
+    return pool

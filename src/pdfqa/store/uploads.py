@@ -1,0 +1,179 @@
+"""The ``uploads`` table: one row per uploaded PDF and its ingestion state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+__all__ = [
+    "Upload",
+    "UploadStatus",
+    "delete",
+    "get",
+    "get_by_job",
+    "insert",
+    "list_for_user",
+    "mark_failed",
+    "mark_ready",
+    "pending",
+    "set_progress",
+    "start_processing",
+]
+
+UploadStatus = Literal["queued", "processing", "ready", "failed"]
+
+
+class Upload(msgspec.Struct, frozen=True):
+    """An uploaded PDF as the API shows it (the columns of ``uploads``, in order)."""
+
+    id: UUID
+    user_id: UUID
+    name: str
+    size: int
+    sha256: str
+    status: UploadStatus
+    job_id: str
+    pages_total: int | None
+    pages_done: int
+    pages_skipped: int
+    chunks: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def _upload(row: asyncpg.Record | None) -> Upload | None:
+    return None if row is None else Upload(**dict(row))
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    upload_id: UUID,
+    user_id: UUID,
+    name: str,
+    size: int,
+    sha256: str,
+    job_id: str,
+) -> Upload:
+    row = await conn.fetchrow(
+        "INSERT INTO uploads (id, user_id, name, size, sha256, job_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+        upload_id,
+        user_id,
+        name,
+        size,
+        sha256,
+        job_id,
+    )
+    upload = _upload(row)
+    assert upload is not None
+    return upload
+
+
+async def get(
+    conn: asyncpg.Connection, upload_id: UUID, user_id: UUID | None = None
+) -> Upload | None:
+    """One upload; with ``user_id``, only if it belongs to that user."""
+    if user_id is None:
+        row = await conn.fetchrow("SELECT * FROM uploads WHERE id = $1", upload_id)
+    else:
+        row = await conn.fetchrow(
+            "SELECT * FROM uploads WHERE id = $1 AND user_id = $2", upload_id, user_id
+        )
+    return _upload(row)
+
+
+async def get_by_job(conn: asyncpg.Connection, job_id: str, user_id: UUID) -> Upload | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM uploads WHERE job_id = $1 AND user_id = $2", job_id, user_id
+    )
+    return _upload(row)
+
+
+async def list_for_user(conn: asyncpg.Connection, user_id: UUID) -> list[Upload]:
+    rows = await conn.fetch(
+        "SELECT * FROM uploads WHERE user_id = $1 ORDER BY created_at DESC, id", user_id
+    )
+    return [Upload(**dict(r)) for r in rows]
+
+
+async def pending(conn: asyncpg.Connection) -> list[Upload]:
+    """Uploads whose ingestion has not finished (to re-enqueue after a lost queue)."""
+    rows = await conn.fetch(
+        "SELECT * FROM uploads WHERE status IN ('queued', 'processing') ORDER BY created_at"
+    )
+    return [Upload(**dict(r)) for r in rows]
+
+
+async def start_processing(conn: asyncpg.Connection, upload_id: UUID) -> Upload | None:
+    """Mark an upload ``processing`` and reset its progress (a retried job starts over)."""
+    row = await conn.fetchrow(
+        "UPDATE uploads SET status = 'processing', pages_done = 0, pages_skipped = 0, chunks = 0,"
+        " error = NULL, started_at = now(), finished_at = NULL, updated_at = now()"
+        " WHERE id = $1 RETURNING *",
+        upload_id,
+    )
+    return _upload(row)
+
+
+async def set_progress(
+    conn: asyncpg.Connection,
+    upload_id: UUID,
+    *,
+    pages_total: int,
+    pages_done: int,
+    pages_skipped: int,
+    chunks: int,
+) -> bool:
+    """Record progress; False when the upload no longer exists or is no longer processing."""
+    status = await conn.execute(
+        "UPDATE uploads SET pages_total = $2, pages_done = $3, pages_skipped = $4, chunks = $5,"
+        " updated_at = now() WHERE id = $1 AND status = 'processing'",
+        upload_id,
+        pages_total,
+        pages_done,
+        pages_skipped,
+        chunks,
+    )
+    return bool(status == "UPDATE 1")
+
+
+async def mark_ready(
+    conn: asyncpg.Connection, upload_id: UUID, *, pages_total: int, pages_skipped: int, chunks: int
+) -> Upload | None:
+    row = await conn.fetchrow(
+        "UPDATE uploads SET status = 'ready', pages_total = $2, pages_done = $2,"
+        " pages_skipped = $3, chunks = $4, error = NULL, finished_at = now(), updated_at = now()"
+        " WHERE id = $1 RETURNING *",
+        upload_id,
+        pages_total,
+        pages_skipped,
+        chunks,
+    )
+    return _upload(row)
+
+
+async def mark_failed(conn: asyncpg.Connection, upload_id: UUID, reason: str) -> Upload | None:
+    row = await conn.fetchrow(
+        "UPDATE uploads SET status = 'failed', error = $2, finished_at = now(), updated_at = now()"
+        " WHERE id = $1 RETURNING *",
+        upload_id,
+        reason,
+    )
+    return _upload(row)
+
+
+async def delete(conn: asyncpg.Connection, upload_id: UUID, user_id: UUID) -> Upload | None:
+    row = await conn.fetchrow(
+        "DELETE FROM uploads WHERE id = $1 AND user_id = $2 RETURNING *",
+        upload_id,
+        user_id,
+    )
+    return _upload(row)

@@ -1,0 +1,88 @@
+"""Users and their login sessions (tokens are stored only as SHA-256 hashes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from pdfqa.errors import Conflict
+
+__all__ = [
+    "User",
+    "create_session",
+    "create_user",
+    "delete_session",
+    "get_by_email",
+    "session_user",
+]
+
+
+class User(msgspec.Struct, frozen=True):
+    id: UUID
+    email: str
+    created_at: datetime
+
+
+class UserWithHash(msgspec.Struct, frozen=True):
+    user: User
+    password_hash: str
+
+
+async def create_user(
+    conn: asyncpg.Connection, user_id: UUID, email: str, password_hash: str
+) -> User:
+    """Insert a user; :class:`Conflict` when the e-mail (case-insensitively) is taken."""
+    try:
+        row = await conn.fetchrow(
+            "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)"
+            " RETURNING id, email, created_at",
+            user_id,
+            email,
+            password_hash,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict("An account with this e-mail address already exists.") from exc
+    assert row is not None
+    return User(**dict(row))
+
+
+async def get_by_email(conn: asyncpg.Connection, email: str) -> UserWithHash | None:
+    row = await conn.fetchrow(
+        "SELECT id, email, created_at, password_hash FROM users WHERE lower(email) = lower($1)",
+        email,
+    )
+    if row is None:
+        return None
+    return UserWithHash(
+        user=User(id=row["id"], email=row["email"], created_at=row["created_at"]),
+        password_hash=row["password_hash"],
+    )
+
+
+async def create_session(
+    conn: asyncpg.Connection, token_hash: bytes, user_id: UUID, ttl_s: int
+) -> None:
+    await conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, expires_at)"
+        " VALUES ($1, $2, now() + make_interval(secs => $3))",
+        token_hash,
+        user_id,
+        float(ttl_s),
+    )
+
+
+async def session_user(conn: asyncpg.Connection, token_hash: bytes) -> User | None:
+    """The user a live (unexpired) session token belongs to."""
+    row = await conn.fetchrow(
+        "SELECT u.id, u.email, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.token_hash = $1 AND s.expires_at > now()",
+        token_hash,
+    )
+    return None if row is None else User(**dict(row))
+
+
+async def delete_session(conn: asyncpg.Connection, token_hash: bytes) -> None:
+    await conn.execute("DELETE FROM sessions WHERE token_hash = $1", token_hash)

@@ -1,0 +1,192 @@
+"""Uploads as a service: accept a stream, record it, queue its ingestion; read, delete, job state.
+
+The request never parses the PDF: it checks the magic number while streaming the bytes to the
+file store (hashing as they pass), inserts the row, enqueues the job and returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import msgspec
+from arq.connections import ArqRedis
+from arq.jobs import Job, JobStatus
+
+from pdfqa.errors import NotAPdf, NotFound, TooLarge, UpstreamUnavailable
+from pdfqa.jobs.serde import deserialize
+from pdfqa.resources import Resources
+from pdfqa.store import uploads
+from pdfqa.store.uploads import Upload
+
+__all__ = [
+    "JobState",
+    "accept_upload",
+    "delete_upload",
+    "enqueue_ingest",
+    "get_upload",
+    "job_id_for",
+    "job_state",
+    "list_uploads",
+]
+
+log = logging.getLogger(__name__)
+
+MAGIC_WINDOW = 1024
+"""PDF readers accept ``%PDF-`` anywhere in the first 1024 bytes."""
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
+
+
+class JobState(msgspec.Struct, frozen=True):
+    """An arq job as the jobs API shows it."""
+
+    job_id: str
+    status: Literal["deferred", "queued", "in_progress", "complete", "failed", "not_found"]
+    function: str | None = None
+    tries: int | None = None
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error: str | None = None
+
+
+def job_id_for(upload_id: UUID) -> str:
+    """The deterministic arq job id of an upload's ingestion (enqueueing twice is a no-op)."""
+    return f"ingest:{upload_id}"
+
+
+async def enqueue_ingest(redis: ArqRedis, upload_id: UUID, queue_name: str) -> Job | None:
+    """Enqueue an upload's ingestion under its deterministic job id; None if already there."""
+    return await redis.enqueue_job(
+        "ingest", str(upload_id), _job_id=job_id_for(upload_id), _queue_name=queue_name
+    )
+
+
+def clean_name(name: str | None) -> str:
+    """A display name for an uploaded file: no path, no control characters, not empty."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = _UNSAFE_NAME.sub(" ", base).strip()[:255]
+    return base or "document.pdf"
+
+
+async def accept_upload(
+    res: Resources, user_id: UUID, name: str | None, data: AsyncIterator[bytes]
+) -> Upload:
+    """Store the streamed file, record it and queue it; :class:`NotAPdf` / :class:`TooLarge`."""
+    limit = res.settings.max_upload_bytes
+    upload_id = uuid.uuid4()
+    writer = await res.files.writer(str(upload_id))
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    try:
+        async for piece in data:
+            size += len(piece)
+            if size > limit:
+                raise TooLarge(f"The file is larger than the {_mb(limit)} limit.")
+            if len(head) < MAGIC_WINDOW:
+                head += piece[: MAGIC_WINDOW - len(head)]
+                if len(head) >= MAGIC_WINDOW and b"%PDF-" not in head:
+                    raise NotAPdf("The file is not a PDF (it does not start with %PDF-).")
+            digest.update(piece)
+            await writer.write(piece)
+        if size == 0:
+            raise NotAPdf("The file is empty.")
+        if b"%PDF-" not in head:
+            raise NotAPdf("The file is not a PDF (it does not start with %PDF-).")
+        await writer.commit()
+    except BaseException:
+        await writer.abort()
+        raise
+    try:
+        async with res.db.acquire() as conn:
+            upload = await uploads.insert(
+                conn,
+                upload_id=upload_id,
+                user_id=user_id,
+                name=clean_name(name),
+                size=size,
+                sha256=digest.hexdigest(),
+                job_id=job_id_for(upload_id),
+            )
+        await enqueue_ingest(res.redis, upload_id, res.settings.queue_name)
+    except Exception as exc:
+        await res.files.delete(str(upload_id))
+        with contextlib.suppress(Exception):
+            async with res.db.acquire() as conn:
+                await uploads.delete(conn, upload_id, user_id)
+        raise UpstreamUnavailable("The upload could not be queued; please try again.") from exc
+    return upload
+
+
+async def get_upload(res: Resources, user_id: UUID, upload_id: UUID) -> Upload:
+    async with res.db.acquire() as conn:
+        upload = await uploads.get(conn, upload_id, user_id)
+    if upload is None:
+        raise NotFound("No such upload.")
+    return upload
+
+
+async def list_uploads(res: Resources, user_id: UUID) -> list[Upload]:
+    async with res.db.acquire() as conn:
+        return await uploads.list_for_user(conn, user_id)
+
+
+async def delete_upload(res: Resources, user_id: UUID, upload_id: UUID) -> None:
+    """Remove the row, the file and every vector; abort the job if it is still running."""
+    async with res.db.acquire() as conn:
+        upload = await uploads.delete(conn, upload_id, user_id)
+    if upload is None:
+        raise NotFound("No such upload.")
+    if upload.status in ("queued", "processing"):
+        with contextlib.suppress(Exception):  # the worker also notices the row is gone
+            await Job(upload.job_id, res.redis, _queue_name=res.settings.queue_name).abort(
+                timeout=0
+            )
+    await res.files.delete(str(upload_id))
+    await res.vectors.delete_upload(str(upload_id))
+
+
+async def job_state(res: Resources, user_id: UUID, job_id: str) -> JobState:
+    """The arq job behind one of the caller's uploads."""
+    async with res.db.acquire() as conn:
+        upload = await uploads.get_by_job(conn, job_id, user_id)
+    if upload is None:
+        raise NotFound("No such job.")
+    job = Job(job_id, res.redis, _queue_name=res.settings.queue_name, _deserializer=deserialize)
+    status = await job.status()
+    if status == JobStatus.not_found:
+        return JobState(job_id=job_id, status="not_found")
+    result_info = await job.result_info()
+    if result_info is not None:
+        return JobState(
+            job_id=job_id,
+            status="complete" if result_info.success else "failed",
+            function=result_info.function,
+            tries=result_info.job_try,
+            enqueued_at=result_info.enqueue_time,
+            started_at=result_info.start_time,
+            finished_at=result_info.finish_time,
+            result=result_info.result if result_info.success else None,
+            error=None if result_info.success else str(result_info.result),
+        )
+    info = await job.info()
+    return JobState(
+        job_id=job_id,
+        status=status.value,
+        function=info.function if info else None,
+        tries=info.job_try if info else None,
+        enqueued_at=info.enqueue_time if info else None,
+    )
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MB"

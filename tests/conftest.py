@@ -1,0 +1,75 @@
+"""Shared fixtures: a throw-away PostgreSQL database, a private arq queue, real services.
+
+Tests talk to the real PostgreSQL and Redis on this machine (``.ci/run`` starts them) and to
+Qdrant in qdrant-client's local mode. Nothing here fakes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from pdfqa.settings import Settings
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+PG_ADMIN = os.environ.get("PDFQA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("PDFQA_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _dsn(database: str) -> str:
+    base, _, _ = PG_ADMIN.rpartition("/")
+    return f"{base}/{database}"
+
+
+async def _drop(name: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        statement = await conn.fetchval(
+            "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', $1::text)", name
+        )
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def test_run_id() -> str:
+    return f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def database_url(test_run_id: str) -> Iterator[str]:
+    """A fresh database for this test session (created by the app's own migrate step)."""
+    name = f"pdfqa_test_{test_run_id}"
+    yield _dsn(name)
+    asyncio.run(_drop(name))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data directory per session, so the exported ONNX model is built once."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, data_dir: Path, test_run_id: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        data_dir=data_dir,
+        embedded_worker=False,
+        queue_name=f"pdfqa:test:{test_run_id}",
+    )
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the shared corpus is missing at {CORPUS}")
+    return CORPUS

@@ -1,0 +1,131 @@
+"""``pdfqa serve`` (as ``make run`` starts it) and ``arq`` workers (as ``make worker`` does)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from qdrant_client import QdrantClient
+
+from pdfqa.settings import Settings
+from tests.e2e.conftest import BIN, Process, environment, free_port, wait_healthy
+
+pytestmark = pytest.mark.e2e
+
+
+def register(http: httpx.Client) -> dict[str, str]:
+    email, password = f"e2e-{uuid.uuid4().hex[:8]}@example.com", "a long password"
+    assert (
+        http.post("/api/v1/auth/register", json={"email": email, "password": password}).status_code
+        == 201
+    )
+    r = http.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def sse(http: httpx.Client, url: str, headers: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """Read the progress stream until ``ready`` or ``failed``."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    name = ""
+    with http.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=300)) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((name, json.loads(line.split(":", 1)[1])))
+                if name in ("ready", "failed"):
+                    break
+    return events
+
+
+def test_pdfqa_serve_runs_the_whole_product_in_one_process(
+    settings: Settings, corpus: Path, processes: list[Process], tmp_path: Path
+) -> None:
+    port = free_port()
+    server = Process(
+        [str(BIN / "pdfqa"), "serve", "--port", str(port)],
+        environment(settings),
+        tmp_path / "serve.log",
+    )
+    processes.append(server)
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, server)
+    with httpx.Client(base_url=base, timeout=30) as http:
+        ready = http.get("/ready")
+        assert ready.status_code == 200, ready.text
+        headers = register(http)
+        with (corpus / "DeepSeek_R1.pdf").open("rb") as f:
+            r = http.post(
+                "/api/v1/uploads",
+                files={"file": ("DeepSeek_R1.pdf", f, "application/pdf")},
+                headers=headers,
+            )
+        assert r.status_code == 202, r.text
+        upload_id = r.json()["id"]
+
+        events = sse(http, f"/api/v1/uploads/{upload_id}/events", headers)
+        assert events[-1][0] == "ready", (events, server.output())
+        assert events[-1][1]["pages_total"] == 22
+        assert [n for n, _ in events[:-1]] == ["progress"] * (len(events) - 1)
+
+        body = http.get(f"/api/v1/uploads/{upload_id}", headers=headers).json()
+        assert body["status"] == "ready"
+        assert body["pages_done"] == 22
+        assert body["chunks"] == events[-1][1]["chunks"]
+    assert f"http://127.0.0.1:{port}/" in server.output()  # the URL a person opens
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal as its exit status.
+    assert server.stop() in (0, -15)
+    assert "Application shutdown complete" in server.output()
+
+
+def test_a_separate_arq_worker_processes_jobs_the_api_enqueued(
+    settings: Settings, corpus: Path, processes: list[Process], tmp_path: Path
+) -> None:
+    """API and worker as two processes. Local-mode Qdrant allows one process per folder, so the
+    API here never touches vectors (no /ready, no delete) and the test reads the folder after the
+    worker has exited; in production this topology uses a Qdrant server (see the README)."""
+    data_dir = tmp_path / "data"
+    env = environment(settings, PDFQA_DATA_DIR=str(data_dir))
+    port = free_port()
+    api = Process(
+        [str(BIN / "pdfqa"), "serve", "--port", str(port), "--no-worker"], env, tmp_path / "api.log"
+    )
+    worker = Process(
+        [str(BIN / "arq"), "pdfqa.jobs.worker.WorkerSettings"], env, tmp_path / "worker.log"
+    )
+    processes.extend([api, worker])
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, api)
+    with httpx.Client(base_url=base, timeout=30) as http:
+        headers = register(http)
+        with (corpus / "quivr_sample.pdf").open("rb") as f:
+            r = http.post(
+                "/api/v1/uploads",
+                files={"file": ("quivr_sample.pdf", f, "application/pdf")},
+                headers=headers,
+            )
+        assert r.status_code == 202, r.text
+        upload_id = r.json()["id"]
+        events = sse(http, f"/api/v1/uploads/{upload_id}/events", headers)
+        assert events[-1][0] == "ready", (events, worker.output())
+        chunks = events[-1][1]["chunks"]
+        job = http.get(f"/api/v1/jobs/ingest:{upload_id}", headers=headers).json()
+        assert job["status"] == "complete"
+        assert job["result"]["chunks"] == chunks
+    assert worker.stop() == 0, worker.output()
+    assert "ingest" in worker.output()
+
+    client = QdrantClient(path=str(data_dir / "qdrant"))
+    try:
+        total = sum(
+            client.count(c.name, exact=True).count for c in client.get_collections().collections
+        )
+    finally:
+        client.close()
+    assert total == chunks

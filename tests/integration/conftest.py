@@ -1,0 +1,90 @@
+"""The app through Litestar's test client with its real lifespan, plus a burst arq worker."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from pdfqa.api.app import create_app
+from pdfqa.jobs.worker import embedded_worker
+from pdfqa.resources import Resources
+from pdfqa.settings import Settings
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    # A queue of its own per test, so one test's leftover jobs never run in another's worker.
+    return create_app(
+        msgspec.structs.replace(
+            settings, queue_name=f"{settings.queue_name}:{uuid.uuid4().hex[:8]}"
+        )
+    )
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def resources(client: AsyncTestClient[Litestar]) -> Resources:
+    """The app's open resources. They live on the app's event loop: use them via :func:`on_app`."""
+    res: Resources = client.app.state.resources
+    return res
+
+
+def on_app(
+    client: AsyncTestClient[Litestar], fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+) -> T:
+    """Run ``fn`` on the app's event loop (Litestar's test client runs the app in a portal)."""
+    return client.blocking_portal.call(functools.partial(fn, *args, **kwargs))
+
+
+def start_on_app(
+    client: AsyncTestClient[Litestar], fn: Callable[..., Awaitable[T]], *args: Any
+) -> concurrent.futures.Future[T]:
+    """Start ``fn`` on the app's event loop without waiting for it."""
+    return client.blocking_portal.start_task_soon(functools.partial(fn, *args))
+
+
+async def login(client: AsyncTestClient[Litestar], email: str | None = None) -> dict[str, str]:
+    """Register a new user and return the bearer header for it."""
+    email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
+    password = "correct horse battery"
+    r = await client.post("/api/v1/auth/register", json={"email": email, "password": password})
+    assert r.status_code == 201, r.text
+    r = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    client.cookies.clear()  # tests authenticate with the bearer token unless they say otherwise
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+async def upload(
+    client: AsyncTestClient[Litestar], headers: dict[str, str], path: Path, name: str | None = None
+) -> dict[str, Any]:
+    data = await anyio.Path(path).read_bytes()
+    files = {"file": (name or path.name, data, "application/pdf")}
+    r = await client.post("/api/v1/uploads", files=files, headers=headers)
+    assert r.status_code == 202, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def run_jobs(resources: Resources) -> int:
+    """Run the queue dry with a real arq worker in burst mode; returns jobs completed."""
+    worker = embedded_worker(resources, burst=True, poll_delay=0.05)
+    await worker.main()
+    return int(worker.jobs_complete)

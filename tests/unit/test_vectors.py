@@ -1,0 +1,292 @@
+import asyncio
+import random
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from pdfqa.errors import UpstreamUnavailable
+from pdfqa.settings import Settings
+from pdfqa.sparse import sparse_document, sparse_query
+from pdfqa.store.vectors import (
+    ChunkPoint,
+    QdrantVectorStore,
+    collection_name,
+    open_vector_store,
+    point_id,
+)
+
+DIMS = 16
+
+Mode = Literal["hybrid", "dense", "sparse"]
+
+
+def unit(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector]
+
+
+def random_dense(rng: random.Random) -> list[float]:
+    return unit([rng.gauss(0, 1) for _ in range(DIMS)])
+
+
+def chunk(
+    upload_id: str,
+    index: int,
+    *,
+    user_id: str = "alice",
+    text: str | None = None,
+    dense: list[float] | None = None,
+    pages: list[int] | None = None,
+) -> ChunkPoint:
+    text = text if text is not None else f"chunk {index} of {upload_id}"
+    return ChunkPoint(
+        upload_id=upload_id,
+        user_id=user_id,
+        chunk_index=index,
+        pages=pages if pages is not None else [index + 1],
+        text=text,
+        dense=dense if dense is not None else random_dense(random.Random(f"{upload_id}/{index}")),
+        sparse=sparse_document(text),
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[QdrantVectorStore]:
+    vector_store = QdrantVectorStore(path=tmp_path / "qdrant")
+    await vector_store.ensure_collection("test-embedder", DIMS)
+    yield vector_store
+    await vector_store.aclose()
+
+
+def test_point_id_is_deterministic_uuid() -> None:
+    assert point_id("up-1", 3) == point_id("up-1", 3)
+    assert uuid.UUID(point_id("up-1", 3)).version == 5
+    ids = {point_id(u, i) for u in ("up-1", "up-2", "up-13") for i in range(20)}
+    assert len(ids) == 60
+
+
+def test_collection_name_separates_models_and_sizes() -> None:
+    names = {
+        collection_name("all-MiniLM-L6-v2", 384),
+        collection_name("all-MiniLM-L6-v2", 768),
+        collection_name("text-embedding-3-small", 384),
+        collection_name("a/b", 384),
+        collection_name("a-b", 384),
+    }
+    assert len(names) == 5
+    assert collection_name("all-MiniLM-L6-v2", 384) == collection_name("all-MiniLM-L6-v2", 384)
+
+
+async def test_open_vector_store_does_no_io(tmp_path: Path) -> None:
+    vector_store = open_vector_store(Settings(data_dir=tmp_path / "data"))
+    assert not (tmp_path / "data").exists()
+    await vector_store.ping()
+    assert (tmp_path / "data" / "qdrant").is_dir()
+    await vector_store.aclose()
+
+
+async def test_requires_ensure_collection(tmp_path: Path) -> None:
+    vector_store = QdrantVectorStore(path=tmp_path / "qdrant")
+    with pytest.raises(RuntimeError, match="ensure_collection"):
+        await vector_store.count()
+    await vector_store.aclose()
+
+
+async def test_reupsert_replaces_instead_of_duplicating(store: QdrantVectorStore) -> None:
+    await store.upsert([chunk("up-1", i) for i in range(5)])
+    assert await store.count(upload_id="up-1") == 5
+    await store.upsert([chunk("up-1", i, text=f"retried {i}") for i in range(5)])
+    assert await store.count(upload_id="up-1") == 5
+    assert [h.text for h in await store.scroll(upload_id="up-1")] == [
+        f"retried {i}" for i in range(5)
+    ]
+
+
+async def test_delete_upload_removes_exactly_that_upload(store: QdrantVectorStore) -> None:
+    await store.upsert([chunk("up-1", i) for i in range(4)])
+    await store.upsert([chunk("up-2", i) for i in range(3)])
+    await store.upsert([chunk("up-3", i, user_id="bob") for i in range(2)])
+    await store.delete_upload("up-1")
+    assert await store.count(upload_id="up-1") == 0
+    assert await store.count(upload_id="up-2") == 3
+    assert await store.count(upload_id="up-3") == 2
+    assert await store.count(user_id="alice") == 3
+    assert await store.count() == 5
+
+
+async def test_payload_round_trips_in_chunk_order(store: QdrantVectorStore) -> None:
+    points = [
+        chunk("up-1", i, text=f"Page text \u00e9 {i}: $17,455", pages=[i + 2, i + 3])
+        for i in range(12)
+    ]
+    await store.upsert(list(reversed(points)))
+    hits = await store.scroll(upload_id="up-1")
+    assert [(h.chunk_id, h.upload_id, h.user_id, h.chunk_index, h.pages, h.text) for h in hits] == [
+        (point_id("up-1", p.chunk_index), p.upload_id, p.user_id, p.chunk_index, p.pages, p.text)
+        for p in points
+    ]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
+async def test_user_isolation(store: QdrantVectorStore, mode: Mode) -> None:
+    text = "Form 10-K revenue $17,455 million"
+    points = [chunk("alice-up", i, user_id="alice", text=text) for i in range(3)]
+    await store.upsert(points)
+
+    async def search(user_id: str, upload_ids: list[str]) -> set[int]:
+        hits = await store.search(
+            user_id=user_id,
+            upload_ids=upload_ids,
+            dense=points[0].dense,
+            sparse=sparse_query(text),
+            limit=10,
+            mode=mode,
+        )
+        return {h.chunk_index for h in hits}
+
+    # Bob forges Alice's upload id, alone and next to an id of his own.
+    assert await search("bob", ["alice-up"]) == set()
+    assert await search("bob", ["bob-up", "alice-up"]) == set()
+    # The same query as Alice does find them, so the empty answers above mean something.
+    assert await search("alice", ["alice-up"]) == {0, 1, 2}
+
+
+async def test_search_only_within_requested_uploads(store: QdrantVectorStore) -> None:
+    await store.upsert([chunk(u, i) for u in ("up-1", "up-2", "up-3") for i in range(3)])
+    hits = await store.search(
+        user_id="alice",
+        upload_ids=["up-1", "up-3"],
+        dense=random_dense(random.Random(0)),
+        sparse=sparse_query("chunk"),
+        limit=20,
+    )
+    assert {h.upload_id for h in hits} == {"up-1", "up-3"}
+    assert len(hits) == 6
+    assert (
+        await store.search(
+            user_id="alice", upload_ids=[], dense=[1.0] * DIMS, sparse=sparse_query("x"), limit=5
+        )
+        == []
+    )
+
+
+async def test_hybrid_finds_exact_figure_dense_misses(store: QdrantVectorStore) -> None:
+    rng = random.Random(7)
+    query_dense = random_dense(rng)
+    # 60 table chunks about revenue; their embeddings sit close to the question's, except the
+    # one holding the figure asked about, whose embedding points elsewhere (as dense models do
+    # with digit-heavy table rows).
+    points = []
+    for i in range(60):
+        near = unit([q + rng.gauss(0, 0.3) for q in query_dense])
+        figure = f"{rng.randint(10, 99)},{rng.randint(100, 999)}"
+        points.append(chunk("10k", i, text=f"Total revenue {figure} million fiscal", dense=near))
+    target = chunk(
+        "10k", 60, text="Total revenue 17,455 million fiscal", dense=[-x for x in query_dense]
+    )
+    await store.upsert([*points, target])
+    question = "What was total revenue of 17,455 million?"
+
+    async def top(mode: Mode, limit: int = 5) -> list[int]:
+        hits = await store.search(
+            user_id="alice",
+            upload_ids=["10k"],
+            dense=query_dense,
+            sparse=sparse_query(question),
+            limit=limit,
+            mode=mode,
+        )
+        return [h.chunk_index for h in hits]
+
+    assert 60 not in await top("dense")
+    assert (await top("sparse"))[0] == 60
+    assert 60 in await top("hybrid")
+
+
+async def test_sparse_scores_apply_idf(store: QdrantVectorStore) -> None:
+    # Without IDF the triple "revenue" would win on term frequency; with IDF the rare "roe" wins.
+    common = [chunk("up-1", i, text=f"revenue segment {i}") for i in range(30)]
+    heavy = chunk("up-1", 30, text="revenue revenue revenue")
+    rare = chunk("up-1", 31, text="roe segment")
+    await store.upsert([*common, heavy, rare])
+    hits = await store.search(
+        user_id="alice",
+        upload_ids=["up-1"],
+        dense=[1.0] * DIMS,
+        sparse=sparse_query("revenue roe"),
+        limit=2,
+        mode="sparse",
+    )
+    assert [h.chunk_index for h in hits] == [31, 30]
+
+
+async def test_collections_are_per_embedder(store: QdrantVectorStore) -> None:
+    await store.upsert([chunk("up-1", 0)])
+    await store.ensure_collection("test-embedder", DIMS)  # idempotent
+    assert await store.count() == 1
+    await store.ensure_collection("other-embedder", 8)
+    assert await store.count() == 0
+
+
+async def test_second_client_on_the_folder_is_refused(
+    store: QdrantVectorStore, tmp_path: Path
+) -> None:
+    second = QdrantVectorStore(path=tmp_path / "qdrant")
+    with pytest.raises(UpstreamUnavailable, match="PDFQA_QDRANT_URL"):
+        await second.ping()
+    await second.aclose()
+    await store.aclose()
+    await second.ping()  # the lock is released with the first store
+    await second.aclose()
+
+
+async def test_second_process_on_the_folder_is_refused(
+    store: QdrantVectorStore, tmp_path: Path
+) -> None:
+    await store.upsert([chunk("up-1", 0)])
+    script = textwrap.dedent(
+        f"""
+        import asyncio, pathlib
+        from pdfqa.errors import UpstreamUnavailable
+        from pdfqa.store.vectors import QdrantVectorStore
+
+        async def main():
+            store = QdrantVectorStore(path=pathlib.Path({str(tmp_path / "qdrant")!r}))
+            try:
+                await store.ping()
+            except UpstreamUnavailable as err:
+                print("refused:", err)
+            else:
+                print("opened")
+            await store.aclose()
+
+        asyncio.run(main())
+        """
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-W",
+        "error",
+        "-c",
+        script,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0, stderr.decode()
+    assert stdout.decode().startswith("refused:")
+    assert "PDFQA_QDRANT_URL" in stdout.decode()
+    assert stderr == b""
+
+
+async def test_unreachable_server_is_upstream_unavailable() -> None:
+    # Port 1 on loopback refuses connections at once; no server needed.
+    vector_store = QdrantVectorStore(url="http://127.0.0.1:1")
+    with pytest.raises(UpstreamUnavailable):
+        await vector_store.ping()
+    await vector_store.aclose()

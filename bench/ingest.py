@@ -9,7 +9,8 @@ the same embedder, nothing else running). Then, in the same run:
 - the usual tutorial pipeline on uber_2021.pdf (pypdf text, a 1000/200-character splitter, the
   same MiniLM through sentence-transformers on torch, one step after the other), as a yardstick;
 - upload acknowledgement latency with 20 concurrent uploads of uber_2021.pdf (API-only server);
-- the server's RSS while its embedded worker ingests bad/long_5000_pages.pdf, against idle.
+- the server's RSS while its embedded worker ingests bad/long_5000_pages.pdf, against its idle
+  RSS after a warm-up document.
 
 Goals (issue 2): ratio <= 1.15; uber upload->ready <= 0.7 x tutorial; ack p50 <= 50 ms;
 RSS growth <= 150 MB. Nothing here is asserted: it prints figures.
@@ -269,24 +270,52 @@ def tutorial_pipeline(path: Path) -> dict[str, float]:
     }
 
 
-async def upload_acks(env: dict[str, str], workdir: Path, concurrency: int = 20) -> list[float]:
+async def raw_upload(port: int, request: bytes) -> float:
+    """One upload over a bare socket: the whole request in one write, timed to the status line."""
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    status = await reader.readline()
+    elapsed = time.perf_counter() - t0
+    await reader.read()
+    writer.close()
+    if b" 202 " not in status:
+        raise RuntimeError(status)
+    return elapsed
+
+
+async def upload_acks(
+    env: dict[str, str], workdir: Path, concurrency: int = 20, rounds: int = 3
+) -> list[float]:
+    """Acknowledgement latency of ``concurrency`` simultaneous uploads (API-only server).
+
+    The client is a bare asyncio socket writer, so on this 2-core machine as little CPU as
+    possible goes to the client instead of the server.
+    """
     port = free_port()
     server = Server(env, port, workdir / "api-only.log", "--no-worker")
     server.wait()
+    latencies: list[float] = []
     try:
-        async with httpx.AsyncClient(
-            base_url=server.base, timeout=120, limits=httpx.Limits(max_connections=concurrency)
-        ) as http:
+        async with httpx.AsyncClient(base_url=server.base, timeout=120) as http:
             headers = await login(http)
-            await upload(http, headers, CORPUS / "table.pdf")  # warm-up
-            results = await asyncio.gather(
-                *(upload(http, headers, CORPUS / "uber_2021.pdf") for _ in range(concurrency))
-            )
-            for upload_id, _ in results:
-                await http.delete(f"/api/v1/uploads/{upload_id}", headers=headers)
+            body, boundary = multipart(CORPUS / "uber_2021.pdf")
+            request = (
+                f"POST /api/v1/uploads HTTP/1.1\r\nHost: bench\r\nAuthorization: {headers['Authorization']}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode() + body
+            await raw_upload(port, request)  # warm-up
+            for _ in range(rounds):
+                latencies += await asyncio.gather(
+                    *(raw_upload(port, request) for _ in range(concurrency))
+                )
+            for item in (await http.get("/api/v1/uploads", headers=headers)).json():
+                await http.delete(f"/api/v1/uploads/{item['id']}", headers=headers)
     finally:
         server.stop()
-    return [ack for _, ack in results]
+    return latencies
 
 
 async def long_document_rss(env: dict[str, str], workdir: Path) -> dict[str, float]:
@@ -296,7 +325,10 @@ async def long_document_rss(env: dict[str, str], workdir: Path) -> dict[str, flo
     try:
         async with httpx.AsyncClient(base_url=server.base, timeout=120) as http:
             headers = await login(http)
-            await asyncio.sleep(2)  # let start-up settle before the idle reading
+            # Warm up first: the model's first inferences allocate its memory arenas, which
+            # belong to the idle footprint of a worker that has done any work at all.
+            warm, _ = await upload(http, headers, CORPUS / "DeepSeek_R1.pdf")
+            await until_done(http, headers, warm)
             idle = rss_mb(server.proc.pid)
             sampler = RssSampler(server.proc.pid)
             sampler.start()
@@ -384,7 +416,7 @@ def main() -> None:
         )
     acks_ms = sorted(a * 1000 for a in acks)
     print(
-        f"\nupload acknowledgement, 20 concurrent x {(CORPUS / 'uber_2021.pdf').stat().st_size / 1e6:.1f} MB: "
+        f"\nupload acknowledgement, 3 rounds of 20 concurrent x {(CORPUS / 'uber_2021.pdf').stat().st_size / 1e6:.1f} MB: "
         f"p50 {statistics.median(acks_ms):.0f} ms, p95 {acks_ms[int(0.95 * (len(acks_ms) - 1))]:.0f} ms, max {acks_ms[-1]:.0f} ms (goal p50 <= 50 ms)"
     )
     print(

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from pdfqa.settings import Settings, load_settings
 
@@ -24,26 +25,33 @@ def _configure_logging(settings: Settings) -> None:
     )
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, processes: int = 1) -> None:
     import uvicorn
 
-    from pdfqa.api.app import create_app
-
-    app = create_app(settings)
+    if processes > 1 and settings.embedded_worker:
+        raise SystemExit("--processes above 1 needs --no-worker (run `pdfqa worker` separately)")
     mode = "with an embedded worker" if settings.embedded_worker else "API only"
     vectors = settings.qdrant_url or f"local Qdrant in {settings.data_dir / 'qdrant'}"
     print(  # noqa: T201 - the one line a person running `make run` looks for
         f"pdfqa is starting on http://{settings.host}:{settings.port}/ ({mode}; {vectors})",
         flush=True,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        loop="uvloop",
-        http="httptools",
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "loop": "uvloop",
+        "http": "httptools",
+    }
+    if processes > 1:
+        # Each process builds its own app from the same environment.
+        uvicorn.run(
+            "pdfqa.api.app:app_from_environment", factory=True, workers=processes, **options
+        )
+    else:
+        from pdfqa.api.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
 
 
 def worker(settings: Settings) -> None:
@@ -79,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_cmd.add_argument(
         "--no-worker", action="store_true", help="do not run the embedded worker"
     )
+    serve_cmd.add_argument(
+        "--processes", type=int, default=1, help="API processes (with --no-worker; default 1)"
+    )
     commands.add_parser("worker", help="run an arq worker (same as `arq ...WorkerSettings`)")
     commands.add_parser("migrate", help="create the database if needed and apply migrations")
     args = parser.parse_args(argv)
@@ -93,7 +104,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             environ["PDFQA_EMBEDDED_WORKER"] = "false"
     settings = load_settings(environ)
     _configure_logging(settings)
-    {"serve": serve, "worker": worker, "migrate": migrate}[args.command](settings)
+    if args.command == "serve":
+        os.environ.update({k: v for k, v in environ.items() if k.startswith("PDFQA_")})
+        serve(settings, args.processes)
+    else:
+        {"worker": worker, "migrate": migrate}[args.command](settings)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,17 @@ class Resources:
 
 
 @contextlib.asynccontextmanager
-async def open_resources(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Resources]:
-    """Open the pools and clients (and apply migrations); close them in reverse order on exit."""
+async def open_resources(
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Resources]:
+    """Open the pools and clients (and apply migrations); close them in reverse order on exit.
+
+    ``http_transport`` replaces the network under the shared HTTP client (the model endpoints):
+    tests pass an ``httpx.MockTransport`` there, the one seam for faking a paid API.
+    """
     async with contextlib.AsyncExitStack() as stack:
         if migrate:
             await db.ensure_database(settings.database_url)
@@ -56,7 +65,9 @@ async def open_resources(settings: Settings, *, migrate: bool = True) -> AsyncIt
             default_queue_name=settings.queue_name,
         )
         stack.push_async_callback(redis.aclose)
-        http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=10.0), transport=http_transport
+        )
         stack.push_async_callback(http.aclose)
         vectors = open_vector_store(settings)
         stack.push_async_callback(vectors.aclose)

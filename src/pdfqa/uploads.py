@@ -7,7 +7,6 @@ file store (hashing as they pass), inserts the row, enqueues the job and returns
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import re
 import uuid
@@ -78,13 +77,12 @@ def clean_name(name: str | None) -> str:
 
 
 async def accept_upload(
-    res: Resources, user_id: UUID, name: str | None, data: AsyncIterator[bytes]
+    res: Resources, user_id: UUID, name: str | None, data: AsyncIterator[memoryview]
 ) -> Upload:
     """Store the streamed file, record it and queue it; :class:`NotAPdf` / :class:`TooLarge`."""
     limit = res.settings.max_upload_bytes
     upload_id = uuid.uuid4()
     writer = await res.files.writer(str(upload_id))
-    digest = hashlib.sha256()
     size = 0
     head = b""
     try:
@@ -93,16 +91,15 @@ async def accept_upload(
             if size > limit:
                 raise TooLarge(f"The file is larger than the {_mb(limit)} limit.")
             if len(head) < MAGIC_WINDOW:
-                head += piece[: MAGIC_WINDOW - len(head)]
+                head += bytes(piece[: MAGIC_WINDOW - len(head)])
                 if len(head) >= MAGIC_WINDOW and b"%PDF-" not in head:
                     raise NotAPdf("The file is not a PDF (it does not start with %PDF-).")
-            digest.update(piece)
             await writer.write(piece)
         if size == 0:
             raise NotAPdf("The file is empty.")
         if b"%PDF-" not in head:
             raise NotAPdf("The file is not a PDF (it does not start with %PDF-).")
-        await writer.commit()
+        stored = await writer.commit()
     except BaseException:
         await writer.abort()
         raise
@@ -113,8 +110,8 @@ async def accept_upload(
                 upload_id=upload_id,
                 user_id=user_id,
                 name=clean_name(name),
-                size=size,
-                sha256=digest.hexdigest(),
+                size=stored.size,
+                sha256=stored.sha256,
                 job_id=job_id_for(upload_id),
             )
         await enqueue_ingest(res.redis, upload_id, res.settings.queue_name)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
+import httpx
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -19,9 +21,9 @@ from pdfqa.api.health import health, ready
 from pdfqa.api.uploads import JobsController, UploadsController
 from pdfqa.jobs.worker import embedded_worker, requeue_pending, stop_worker
 from pdfqa.resources import open_resources
-from pdfqa.settings import Settings
+from pdfqa.settings import Settings, load_settings
 
-__all__ = ["create_app"]
+__all__ = ["app_from_environment", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +31,17 @@ MULTIPART_OVERHEAD = 1024 * 1024
 """Room for the multipart envelope around a file at the size limit."""
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the app; its lifespan opens the resources (and, embedded, runs a worker)."""
+def create_app(
+    settings: Settings, *, http_transport: httpx.AsyncBaseTransport | None = None
+) -> Litestar:
+    """Build the app; its lifespan opens the resources (and, embedded, runs a worker).
+
+    ``http_transport`` is the testing seam for the model endpoints (see ``open_resources``).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
+        async with open_resources(settings, http_transport=http_transport) as resources:
             app.state.resources = resources
             worker = task = None
             if settings.embedded_worker:
@@ -72,3 +79,8 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
     )
+
+
+def app_from_environment() -> Litestar:
+    """The app configured by ``PDFQA_*`` variables (uvicorn's factory for several processes)."""
+    return create_app(load_settings(os.environ))

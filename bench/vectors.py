@@ -1,11 +1,21 @@
-"""Vector store benchmark: qdrant-client local mode (through QdrantVectorStore) vs qdrant-edge-py.
+"""Vector store benchmark: pdfqa's embedded engines, and raw qdrant-edge-py for reference.
 
 Measures, on this machine, the upsert throughput of 20,000 chunk points (384-dim dense + BM25
-sparse, written in batches of 64 like the ingestion job) and the p50/p99 latency of the filtered
+sparse, written in batches like the ingestion job) and the p50/p99 latency of the filtered
 hybrid query pdfqa runs (user_id + 3 upload_ids, dense and sparse prefetch of 50, RRF, top 10) at
-10k and 20k points. Also reports how often the two engines return the same top-10.
+10k and 20k points. Also reports how often each engine returns the same top-10 as the first one.
 
-    .venv/bin/python bench/vectors.py [--points 20000] [--queries 50] [--optimize]
+Engines (``--engines``, comma-separated, in this order by default):
+
+* ``store``: :class:`~pdfqa.store.edge.EdgeVectorStore` through the ``VectorStore`` protocol
+  (batches of 32, the default ``embed_batch_size``), with the largest event-loop stall seen
+  while it upserts and searches (qdrant-edge holds the GIL during each call);
+* ``edge``: qdrant-edge-py called directly (batches of 64, one flush at the end);
+* ``local``: qdrant-client local mode through ``QdrantVectorStore`` (batches of 64; slow:
+  about five minutes for 20k points).
+
+    .venv/bin/python bench/vectors.py [--points 20000] [--queries 50] [--engines store,edge]
+        [--optimize]
 
 Data: 20 users x 10 uploads x 100 chunks; synthetic Zipf-distributed text so the sparse vectors
 have a realistic shape. Figures on a shared 2-core machine are noisy.
@@ -19,15 +29,18 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import qdrant_edge as qe
 
 from pdfqa.sparse import SparseVector, sparse_document, sparse_query
+from pdfqa.store.edge import EdgeVectorStore
 from pdfqa.store.vectors import ChunkPoint, QdrantVectorStore, point_id
 
 DIMS = 384
 BATCH = 64
+STORE_BATCH = 32
 USERS = 20
 UPLOADS_PER_USER = 10
 PREFETCH = 50
@@ -113,6 +126,68 @@ class LocalBench:
         await self.store.aclose()
 
 
+# -- EdgeVectorStore, through the VectorStore protocol ----------------------------------------
+
+
+class LoopStall:
+    """Largest gap between ticks of a 1 ms timer on the event loop while it is running."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.worst = max(self.worst, now - last - 0.001)
+            last = now
+
+    def __enter__(self) -> LoopStall:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class StoreBench:
+    name = "EdgeVectorStore (protocol)"
+
+    def __init__(self, root: Path) -> None:
+        self.store = EdgeVectorStore(root / "store")
+        self.stall = LoopStall()
+
+    async def setup(self) -> None:
+        await self.store.ensure_collection("bench", DIMS)
+        self.stall.__enter__()
+
+    async def upsert(self, points: list[ChunkPoint]) -> None:
+        for start in range(0, len(points), STORE_BATCH):
+            await self.store.upsert(points[start : start + STORE_BATCH])
+
+    async def query(self, q: Query) -> list[str]:
+        hits = await self.store.search(
+            user_id=q.user_id,
+            upload_ids=q.upload_ids,
+            dense=q.dense,
+            sparse=q.sparse,
+            limit=LIMIT,
+            prefetch_limit=PREFETCH,
+        )
+        return [h.chunk_id for h in hits]
+
+    async def finish_load(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.stall.__exit__()
+        print(f"{self.name}: worst event-loop stall {self.stall.worst * 1000:.0f} ms")
+        await self.store.aclose()
+
+
 # -- qdrant-edge-py ---------------------------------------------------------------------------
 
 
@@ -171,7 +246,7 @@ class EdgeBench:
         )
         request = qe.QueryRequest(
             limit=LIMIT,
-            query=qe.Fusion.Rrf(k=2),
+            query=qe.Fusion.Rrf(k=2),  # type: ignore[arg-type]  # stubs omit Fusion.Rrf
             prefetches=[
                 qe.Prefetch(
                     limit=PREFETCH, query=qe.Query.Nearest(q.dense, using="dense"), filter=scope
@@ -195,7 +270,7 @@ class EdgeBench:
 
 
 async def run(
-    engine: LocalBench | EdgeBench, points: list[ChunkPoint], queries: list[Query]
+    engine: StoreBench | LocalBench | EdgeBench, points: list[ChunkPoint], queries: list[Query]
 ) -> tuple[dict[str, object], dict[int, list[list[str]]]]:
     half = len(points) // 2
     rows: dict[str, object] = {"engine": engine.name}
@@ -228,7 +303,9 @@ async def main() -> None:
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--optimize", action="store_true", help="run EdgeShard.optimize() (HNSW)")
+    parser.add_argument("--engines", default="store,edge,local", help="comma-separated")
     args = parser.parse_args()
+    names = args.engines.split(",")
 
     rng = random.Random(42)
     start = time.perf_counter()
@@ -240,8 +317,13 @@ async def main() -> None:
         root = Path(tmp)
         table = []
         all_results = []
-        for engine in (LocalBench(root), EdgeBench(root, args.optimize)):
-            rows, results = await run(engine, points, queries)
+        engines: dict[str, Callable[[], StoreBench | LocalBench | EdgeBench]] = {
+            "store": lambda: StoreBench(root),
+            "edge": lambda: EdgeBench(root, args.optimize),
+            "local": lambda: LocalBench(root),
+        }
+        for name in names:
+            rows, results = await run(engines[name](), points, queries)
             table.append(rows)
             all_results.append(results)
 
@@ -255,14 +337,18 @@ async def main() -> None:
         for size in (half, full):
             line += f" {rows[f'p50@{size}']:>14.1f} {rows[f'p99@{size}']:>14.1f}"
         print(line)
-    if args.optimize:
-        print(f"edge optimize(): {table[1][f'optimize@{full}']:.1f}s at {full}")
-    for size in (half, full):
-        same = [
-            len(set(a) & set(b)) / max(1, len(a))
-            for a, b in zip(all_results[0][size], all_results[1][size], strict=True)
-        ]
-        print(f"top-{LIMIT} agreement local vs edge @{size}: {statistics.mean(same):.1%}")
+    if args.optimize and "edge" in names:
+        edge_rows = table[names.index("edge")]
+        print(f"edge optimize(): {edge_rows[f'optimize@{full}']:.1f}s at {full}")
+    for name, results in zip(names[1:], all_results[1:], strict=True):
+        for size in (half, full):
+            same = [
+                len(set(a) & set(b)) / max(1, len(a))
+                for a, b in zip(all_results[0][size], results[size], strict=True)
+            ]
+            print(
+                f"top-{LIMIT} agreement {names[0]} vs {name} @{size}: {statistics.mean(same):.1%}"
+            )
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ def settings(database_url: str, data_dir: Path, test_run_id: str) -> Settings:
         data_dir=data_dir,
         embedded_worker=False,
         queue_name=f"pdfqa:test:{test_run_id}",
+        # The brief's standard: tests run Qdrant in qdrant-client's local mode. The vector
+        # store's own tests cover both embedded engines; the e2e tests run the product default.
+        embedded_vectors="local",
     )
 
 

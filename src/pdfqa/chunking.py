@@ -27,6 +27,11 @@ _PARAGRAPH = re.compile(r"\n\s*\n")
 # capital, digit or opening mark; abbreviations like "e.g." followed by lowercase stay whole.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[•])")
 _SPACES = re.compile(r"[ \t\f\v]+")
+# Dot leaders of tables of contents (". . . . . 12"): noise for both kinds of vectors.
+_LEADER = re.compile(r"(?:\s?[.\u2026]){4,}")
+# A table-of-contents entry: a title, a dot leader, a page number. It only points to where the
+# answer is, and its titles outrank the sections themselves, so it is not indexed.
+_TOC_ENTRY = re.compile(r"(?:\s?[.\u2026]){4,}\s*[0-9ivxlc]{1,4}\s*$", re.IGNORECASE)
 
 
 class Chunk(msgspec.Struct, frozen=True):
@@ -157,7 +162,11 @@ def _split(text: str) -> list[tuple[str, bool]]:
     """Paragraphs, then sentences; short lines (table rows, headings) stay lines (flag True)."""
     pieces: list[tuple[str, bool]] = []
     for paragraph in _PARAGRAPH.split(text):
-        lines = [_SPACES.sub(" ", line).strip() for line in paragraph.splitlines()]
+        lines = [
+            _SPACES.sub(" ", _LEADER.sub(" … ", line)).strip()
+            for line in paragraph.splitlines()
+            if not _TOC_ENTRY.search(line)
+        ]
         lines = [line for line in lines if line]
         if not lines:
             continue

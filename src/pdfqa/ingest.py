@@ -28,7 +28,14 @@ from pdfqa.sparse import SparseVector, sparse_document
 from pdfqa.store import uploads
 from pdfqa.store.vectors import ChunkPoint
 
-__all__ = ["IngestResult", "StageTimes", "UploadGone", "ingest_upload"]
+__all__ = [
+    "IngestResult",
+    "StageTimes",
+    "UploadGone",
+    "fail_upload",
+    "ingest_upload",
+    "remove_vectors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,22 +115,17 @@ async def ingest_upload(res: Resources, upload_id: UUID) -> IngestResult:
     try:
         pages_total, skipped, chunks, times = await _run(res, upload)
     except IngestError as exc:
-        reason = str(exc)
-        log.info("upload %s failed: %s", upload_id, reason)
-        await res.vectors.delete_upload(str(upload_id))
-        async with res.db.acquire() as conn:
-            await uploads.mark_failed(conn, upload_id, reason)
-        await progress.publish(res.redis, upload_id, progress.Failed(reason=reason))
-        return IngestResult(upload_id=str(upload_id), status="failed", error=reason)
+        log.info("upload %s failed: %s", upload_id, exc)
+        return await fail_upload(res, upload_id, str(exc))
     except UploadGone:
-        await res.vectors.delete_upload(str(upload_id))
+        await remove_vectors(res, upload_id)
         raise
     async with res.db.acquire() as conn:
         done = await uploads.mark_ready(
             conn, upload_id, pages_total=pages_total, pages_skipped=skipped, chunks=chunks
         )
     if done is None:
-        await res.vectors.delete_upload(str(upload_id))
+        await remove_vectors(res, upload_id)
         raise UploadGone(str(upload_id))
     await progress.publish(
         res.redis,
@@ -140,19 +142,36 @@ async def ingest_upload(res: Resources, upload_id: UUID) -> IngestResult:
     )
 
 
+async def remove_vectors(res: Resources, upload_id: UUID) -> None:
+    """Delete every vector of an upload (opening the embedder's collection first)."""
+    await res.vectors.ensure_collection(res.embedder.name, res.embedder.dimensions)
+    await res.vectors.delete_upload(str(upload_id))
+
+
+async def fail_upload(res: Resources, upload_id: UUID, reason: str) -> IngestResult:
+    """Record that an upload failed and why; then drop any vectors it got, as best it can.
+
+    The failure is written first: whatever happens to the clean-up, the upload never stays
+    ``processing``.
+    """
+    async with res.db.acquire() as conn:
+        await uploads.mark_failed(conn, upload_id, reason)
+    with contextlib.suppress(Exception):  # the row is the truth; the event is a courtesy
+        await progress.publish(res.redis, upload_id, progress.Failed(reason=reason))
+    try:
+        await remove_vectors(res, upload_id)
+    except Exception:
+        log.warning("upload %s: could not remove its vectors", upload_id, exc_info=True)
+    return IngestResult(upload_id=str(upload_id), status="failed", error=reason)
+
+
 async def _run(res: Resources, upload: uploads.Upload) -> tuple[int, int, int, StageTimes]:
     started = time.perf_counter()
-    embedder = res.embedder
     upload_id = str(upload.id)
 
-    async def prepare_vectors() -> None:
-        await res.vectors.ensure_collection(embedder.name, embedder.dimensions)
-        # A retried job starts from a clean slate: deterministic ids would overwrite, but a
-        # changed chunking could leave stale points behind.
-        await res.vectors.delete_upload(upload_id)
-
-    # The collection is prepared while the extraction child starts (both take a moment).
-    preparing = asyncio.ensure_future(prepare_vectors())
+    # A retried job starts from a clean slate: deterministic ids would overwrite, but a changed
+    # chunking could leave stale points behind. This runs while the extraction child starts.
+    preparing = asyncio.ensure_future(remove_vectors(res, upload.id))
     try:
         async with (
             res.files.local_copy(upload_id) as path,

@@ -14,6 +14,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from pdfqa.chunking import TokenCounter, word_piece_counter
 from pdfqa.embeddings import Embedder, bundled_model_dir, create_embedder
 from pdfqa.jobs.serde import deserialize, serialize
+from pdfqa.llm import ChatModel, create_chat_model
 from pdfqa.settings import Settings
 from pdfqa.store import db
 from pdfqa.store.files import FileStore, LocalFileStore
@@ -36,6 +37,8 @@ class Resources:
     vectors: VectorStore
     embedder: Embedder
     count_tokens: TokenCounter
+    chat: ChatModel | None
+    """The language model that writes answers; None: answers are extracted passages."""
 
 
 @contextlib.asynccontextmanager
@@ -83,4 +86,5 @@ async def open_resources(
             vectors=vectors,
             embedder=embedder,
             count_tokens=word_piece_counter(bundled_model_dir() / "tokenizer.json"),
+            chat=create_chat_model(settings, http),
         )

@@ -21,15 +21,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Configuration of the API process and the worker alike."""
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/pdfqa"
-    """PostgreSQL DSN; the database is created on ``pdfqa migrate`` when missing."""
+    """PostgreSQL DSN; the database is created when missing and migrated on start."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis DSN for the arq queue, progress pub/sub and caches."""
     qdrant_url: str | None = None
-    """Qdrant server URL; unset means qdrant-client's local mode under ``data_dir/qdrant``."""
+    """Qdrant server URL; unset: an embedded engine in this process (``embedded_vectors``)."""
     qdrant_api_key: str | None = None
     """API key for the Qdrant server, if it needs one."""
+    embedded_vectors: Literal["edge", "local"] = "edge"
+    """Embedded engine: ``edge`` (qdrant-edge, fast) or ``local`` (qdrant-client's local mode)."""
     data_dir: Path = Path("./data")
-    """Where uploaded files (``files/``), local Qdrant (``qdrant/``) and model caches live."""
+    """Holds uploaded files (``files/``), embedded vectors (``edge/``) and models (``models/``)."""
     host: str = "127.0.0.1"
     """Address ``pdfqa serve`` binds to."""
     port: int = 8000
@@ -51,6 +53,20 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Base URL of the OpenAI-compatible endpoint (Ollama: ``http://localhost:11434/v1``)."""
     openai_api_key: str = "not-needed"
     """API key for the OpenAI-compatible endpoint."""
+    chat_model: str | None = None
+    """Model that writes answers (e.g. ``gpt-4o-mini``, ``llama3.1``); unset: extractive answers."""
+    chat_base_url: str | None = None
+    """Base URL of the chat endpoint; unset: ``openai_base_url``."""
+    chat_api_key: str | None = None
+    """API key of the chat endpoint; unset: ``openai_api_key``."""
+    chat_max_tokens: int = 800
+    """Longest answer the model may write, in tokens."""
+    chat_temperature: float = 0.1
+    """Sampling temperature of answers."""
+    chat_timeout_s: float = 60.0
+    """Timeout of one request to the chat endpoint."""
+    chat_max_retries: int = 2
+    """Retries of a chat request that fails before streaming starts (429, 5xx, timeouts)."""
     embed_batch_size: int = 32
     """Chunks per embedding request or model call."""
     embed_concurrency: int = 4
@@ -65,6 +81,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     extract_tables: bool = True
     """Render ruled tables as labelled rows with pdfplumber (slower; better for 10-K tables)."""
+    retrieval_top_k: int = 6
+    """Passages retrieved for each question (and shown as sources)."""
+    retrieval_prefetch: int = 40
+    """Candidates each of the dense and the sparse search contributes before fusion."""
+    dense_weight: float = 1.0
+    """Weight of the dense (semantic) ranking in reciprocal-rank fusion."""
+    sparse_weight: float = 1.0
+    """Weight of the sparse (BM25, exact terms) ranking in reciprocal-rank fusion."""
+    min_similarity: float = 0.05
+    """Below this cosine similarity of the best passage, the answer is "not found"."""
     max_upload_bytes: int = 100 * 1024 * 1024
     """Largest accepted upload, in bytes."""
     max_pages: int = 5000

@@ -20,6 +20,7 @@ from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
 from pdfqa.errors import NotAPdf, NotFound, TooLarge, UpstreamUnavailable
+from pdfqa.ingest import remove_vectors
 from pdfqa.jobs.serde import deserialize
 from pdfqa.resources import Resources
 from pdfqa.store import uploads
@@ -149,7 +150,7 @@ async def delete_upload(res: Resources, user_id: UUID, upload_id: UUID) -> None:
                 timeout=0
             )
     await res.files.delete(str(upload_id))
-    await res.vectors.delete_upload(str(upload_id))
+    await remove_vectors(res, upload_id)
 
 
 async def job_state(res: Resources, user_id: UUID, job_id: str) -> JobState:

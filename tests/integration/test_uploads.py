@@ -15,7 +15,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from pdfqa.api.app import create_app
-from pdfqa.ingest import ingest_upload
+from pdfqa.ingest import fail_upload, ingest_upload
 from pdfqa.progress import channel
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings
@@ -264,3 +264,17 @@ async def test_a_failed_upload_streams_its_reason(
     events = await _read_events(client, f"/api/v1/uploads/{accepted['id']}/events", headers)
     assert events[0][0] == "failed"
     assert "password" in events[0][1]["reason"]
+
+
+async def test_a_failure_is_recorded_even_before_the_vector_store_was_ever_opened(
+    client: Client, resources: Resources, corpus: Path
+) -> None:
+    """The very first job of a fresh worker may fail before it opened a collection; the upload
+    must still end ``failed`` with its reason, never stay ``processing``."""
+    headers = await login(client)
+    accepted = await upload(client, headers, corpus / "table.pdf")
+    result = on_app(client, fail_upload, resources, UUID(accepted["id"]), "The PDF is damaged.")
+    assert result.status == "failed"
+    body = (await client.get(f"/api/v1/uploads/{accepted['id']}", headers=headers)).json()
+    assert body["status"] == "failed"
+    assert body["error"] == "The PDF is damaged."

@@ -1,5 +1,6 @@
 import asyncio
 import random
+import signal
 import sys
 import textwrap
 import uuid
@@ -7,14 +8,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
+import msgspec
 import pytest
 
 from pdfqa.errors import UpstreamUnavailable
 from pdfqa.settings import Settings
 from pdfqa.sparse import sparse_document, sparse_query
+from pdfqa.store.edge import EdgeVectorStore
 from pdfqa.store.vectors import (
     ChunkPoint,
     QdrantVectorStore,
+    VectorStore,
     collection_name,
     open_vector_store,
     point_id,
@@ -23,6 +27,8 @@ from pdfqa.store.vectors import (
 DIMS = 16
 
 Mode = Literal["hybrid", "dense", "sparse"]
+Engine = Literal["local", "edge"]
+ENGINES = ["local", "edge"]
 
 
 def unit(vector: list[float]) -> list[float]:
@@ -55,9 +61,21 @@ def chunk(
     )
 
 
+def embedded(engine: Engine, data_dir: Path) -> VectorStore:
+    """The embedded store a user running without PDFQA_QDRANT_URL gets."""
+    return open_vector_store(Settings(data_dir=data_dir, embedded_vectors=engine))
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Engine:
+    value: Engine = request.param
+    return value
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[QdrantVectorStore]:
-    vector_store = QdrantVectorStore(path=tmp_path / "qdrant")
+async def store(engine: Engine, tmp_path: Path) -> AsyncIterator[VectorStore]:
+    """The same behaviour, checked on both embedded engines."""
+    vector_store = embedded(engine, tmp_path / "data")
     await vector_store.ensure_collection("test-embedder", DIMS)
     yield vector_store
     await vector_store.aclose()
@@ -82,22 +100,33 @@ def test_collection_name_separates_models_and_sizes() -> None:
     assert collection_name("all-MiniLM-L6-v2", 384) == collection_name("all-MiniLM-L6-v2", 384)
 
 
-async def test_open_vector_store_does_no_io(tmp_path: Path) -> None:
-    vector_store = open_vector_store(Settings(data_dir=tmp_path / "data"))
+def test_open_vector_store_picks_the_configured_engine(tmp_path: Path) -> None:
+    server = open_vector_store(Settings(data_dir=tmp_path, qdrant_url="http://127.0.0.1:1"))
+    assert isinstance(server, QdrantVectorStore)
+    assert not server.local
+    assert isinstance(open_vector_store(Settings(data_dir=tmp_path)), EdgeVectorStore)
+    local = open_vector_store(Settings(data_dir=tmp_path, embedded_vectors="local"))
+    assert isinstance(local, QdrantVectorStore)
+    assert local.local
+
+
+@pytest.mark.parametrize(("engine", "folder"), [("local", "qdrant"), ("edge", "edge")])
+async def test_open_vector_store_does_no_io(tmp_path: Path, engine: Engine, folder: str) -> None:
+    vector_store = embedded(engine, tmp_path / "data")
     assert not (tmp_path / "data").exists()
     await vector_store.ping()
-    assert (tmp_path / "data" / "qdrant").is_dir()
+    assert (tmp_path / "data" / folder).is_dir()
     await vector_store.aclose()
 
 
-async def test_requires_ensure_collection(tmp_path: Path) -> None:
-    vector_store = QdrantVectorStore(path=tmp_path / "qdrant")
+async def test_requires_ensure_collection(engine: Engine, tmp_path: Path) -> None:
+    vector_store = embedded(engine, tmp_path / "data")
     with pytest.raises(RuntimeError, match="ensure_collection"):
         await vector_store.count()
     await vector_store.aclose()
 
 
-async def test_reupsert_replaces_instead_of_duplicating(store: QdrantVectorStore) -> None:
+async def test_reupsert_replaces_instead_of_duplicating(store: VectorStore) -> None:
     await store.upsert([chunk("up-1", i) for i in range(5)])
     assert await store.count(upload_id="up-1") == 5
     await store.upsert([chunk("up-1", i, text=f"retried {i}") for i in range(5)])
@@ -107,7 +136,7 @@ async def test_reupsert_replaces_instead_of_duplicating(store: QdrantVectorStore
     ]
 
 
-async def test_delete_upload_removes_exactly_that_upload(store: QdrantVectorStore) -> None:
+async def test_delete_upload_removes_exactly_that_upload(store: VectorStore) -> None:
     await store.upsert([chunk("up-1", i) for i in range(4)])
     await store.upsert([chunk("up-2", i) for i in range(3)])
     await store.upsert([chunk("up-3", i, user_id="bob") for i in range(2)])
@@ -119,7 +148,7 @@ async def test_delete_upload_removes_exactly_that_upload(store: QdrantVectorStor
     assert await store.count() == 5
 
 
-async def test_payload_round_trips_in_chunk_order(store: QdrantVectorStore) -> None:
+async def test_payload_round_trips_in_chunk_order(store: VectorStore) -> None:
     points = [
         chunk("up-1", i, text=f"Page text \u00e9 {i}: $17,455", pages=[i + 2, i + 3])
         for i in range(12)
@@ -133,7 +162,7 @@ async def test_payload_round_trips_in_chunk_order(store: QdrantVectorStore) -> N
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
-async def test_user_isolation(store: QdrantVectorStore, mode: Mode) -> None:
+async def test_user_isolation(store: VectorStore, mode: Mode) -> None:
     text = "Form 10-K revenue $17,455 million"
     points = [chunk("alice-up", i, user_id="alice", text=text) for i in range(3)]
     await store.upsert(points)
@@ -156,7 +185,7 @@ async def test_user_isolation(store: QdrantVectorStore, mode: Mode) -> None:
     assert await search("alice", ["alice-up"]) == {0, 1, 2}
 
 
-async def test_search_only_within_requested_uploads(store: QdrantVectorStore) -> None:
+async def test_search_only_within_requested_uploads(store: VectorStore) -> None:
     await store.upsert([chunk(u, i) for u in ("up-1", "up-2", "up-3") for i in range(3)])
     hits = await store.search(
         user_id="alice",
@@ -175,7 +204,7 @@ async def test_search_only_within_requested_uploads(store: QdrantVectorStore) ->
     )
 
 
-async def test_hybrid_finds_exact_figure_dense_misses(store: QdrantVectorStore) -> None:
+async def test_hybrid_finds_exact_figure_dense_misses(store: VectorStore) -> None:
     rng = random.Random(7)
     query_dense = random_dense(rng)
     # 60 table chunks about revenue; their embeddings sit close to the question's, except the
@@ -208,7 +237,7 @@ async def test_hybrid_finds_exact_figure_dense_misses(store: QdrantVectorStore) 
     assert 60 in await top("hybrid")
 
 
-async def test_sparse_scores_apply_idf(store: QdrantVectorStore) -> None:
+async def test_sparse_scores_apply_idf(store: VectorStore) -> None:
     # Without IDF the triple "revenue" would win on term frequency; with IDF the rare "roe" wins.
     common = [chunk("up-1", i, text=f"revenue segment {i}") for i in range(30)]
     heavy = chunk("up-1", 30, text="revenue revenue revenue")
@@ -225,7 +254,7 @@ async def test_sparse_scores_apply_idf(store: QdrantVectorStore) -> None:
     assert [h.chunk_index for h in hits] == [31, 30]
 
 
-async def test_collections_are_per_embedder(store: QdrantVectorStore) -> None:
+async def test_collections_are_per_embedder(store: VectorStore) -> None:
     await store.upsert([chunk("up-1", 0)])
     await store.ensure_collection("test-embedder", DIMS)  # idempotent
     assert await store.count() == 1
@@ -234,9 +263,9 @@ async def test_collections_are_per_embedder(store: QdrantVectorStore) -> None:
 
 
 async def test_second_client_on_the_folder_is_refused(
-    store: QdrantVectorStore, tmp_path: Path
+    store: VectorStore, engine: Engine, tmp_path: Path
 ) -> None:
-    second = QdrantVectorStore(path=tmp_path / "qdrant")
+    second = embedded(engine, tmp_path / "data")
     with pytest.raises(UpstreamUnavailable, match="PDFQA_QDRANT_URL"):
         await second.ping()
     await second.aclose()
@@ -246,17 +275,21 @@ async def test_second_client_on_the_folder_is_refused(
 
 
 async def test_second_process_on_the_folder_is_refused(
-    store: QdrantVectorStore, tmp_path: Path
+    store: VectorStore, engine: Engine, tmp_path: Path
 ) -> None:
     await store.upsert([chunk("up-1", 0)])
     script = textwrap.dedent(
         f"""
         import asyncio, pathlib
         from pdfqa.errors import UpstreamUnavailable
-        from pdfqa.store.vectors import QdrantVectorStore
+        from pdfqa.settings import Settings
+        from pdfqa.store.vectors import open_vector_store
 
         async def main():
-            store = QdrantVectorStore(path=pathlib.Path({str(tmp_path / "qdrant")!r}))
+            settings = Settings(
+                data_dir=pathlib.Path({str(tmp_path / "data")!r}), embedded_vectors={engine!r}
+            )
+            store = open_vector_store(settings)
             try:
                 await store.ping()
             except UpstreamUnavailable as err:
@@ -290,3 +323,113 @@ async def test_unreachable_server_is_upstream_unavailable() -> None:
     with pytest.raises(UpstreamUnavailable):
         await vector_store.ping()
     await vector_store.aclose()
+
+
+# -- qdrant-edge only --------------------------------------------------------------------------
+
+
+async def test_edge_points_and_deletes_survive_close_and_reopen(tmp_path: Path) -> None:
+    root = tmp_path / "edge"
+    store = EdgeVectorStore(root)
+    await store.ensure_collection("test-embedder", DIMS)
+    points = [chunk("up-1", i, text=f"revenue segment {i}") for i in range(40)]
+    await store.upsert(points[:20])
+    await store.upsert(points[20:])
+    await store.upsert([chunk("up-2", i) for i in range(5)])
+    await store.delete_upload("up-2")
+
+    async def search(vector_store: VectorStore) -> list[tuple[str, float]]:
+        hits = await vector_store.search(
+            user_id="alice",
+            upload_ids=["up-1", "up-2"],
+            dense=points[7].dense,
+            sparse=sparse_query("segment 7"),
+            limit=5,
+        )
+        return [(h.chunk_id, h.score) for h in hits]
+
+    before = await search(store)
+    await store.aclose()
+
+    reopened = EdgeVectorStore(root)
+    await reopened.ensure_collection("test-embedder", DIMS)
+    assert await reopened.count() == 40
+    assert await reopened.count(upload_id="up-2") == 0
+    assert [h.text for h in await reopened.scroll(upload_id="up-1")] == [p.text for p in points]
+    assert await search(reopened) == before
+    assert before[0][0] == point_id("up-1", 7)
+    await reopened.aclose()
+
+
+async def test_edge_upserts_survive_a_killed_process(tmp_path: Path) -> None:
+    # The writer is killed right after upsert() returns, before any flush: the points must
+    # come back from the write-ahead log.
+    root = tmp_path / "edge"
+    points = [chunk("up-1", i) for i in range(50)]
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, pathlib, signal, sys
+        import msgspec
+        from pdfqa.store.edge import EdgeVectorStore
+        from pdfqa.store.vectors import ChunkPoint
+
+        async def main():
+            points = msgspec.json.decode(sys.stdin.buffer.read(), type=list[ChunkPoint])
+            store = EdgeVectorStore(pathlib.Path({str(root)!r}))
+            await store.ensure_collection("test-embedder", {DIMS})
+            await store.upsert(points[:25])
+            await store.upsert(points[25:])
+            print("upserted", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-W",
+        "error",
+        "-c",
+        script,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(
+        process.communicate(msgspec.json.encode(points)), timeout=120
+    )
+    assert process.returncode == -signal.SIGKILL, stderr.decode()
+    assert stdout == b"upserted\n"
+
+    store = EdgeVectorStore(root)
+    await store.ensure_collection("test-embedder", DIMS)
+    assert await store.count(upload_id="up-1") == 50
+    assert [h.text for h in await store.scroll(upload_id="up-1")] == [p.text for p in points]
+    await store.aclose()
+
+
+async def test_edge_shard_held_by_another_engine_user_is_refused(tmp_path: Path) -> None:
+    # Someone opened the shard with qdrant-edge directly (not through our folder lock): the
+    # engine's own WAL lock error is reported like ours.
+    import qdrant_edge
+
+    root = tmp_path / "edge"
+    store = EdgeVectorStore(root)
+    await store.ensure_collection("test-embedder", DIMS)
+    await store.aclose()
+    shard = qdrant_edge.EdgeShard.load(str(root / collection_name("test-embedder", DIMS)))
+    try:
+        with pytest.raises(UpstreamUnavailable, match="PDFQA_QDRANT_URL"):
+            await store.ensure_collection("test-embedder", DIMS)
+    finally:
+        shard.close()
+        await store.aclose()
+
+
+async def test_edge_engine_errors_are_upstream_unavailable(tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path / "edge")
+    await store.ensure_collection("test-embedder", DIMS)
+    with pytest.raises(UpstreamUnavailable, match="upsert"):
+        await store.upsert([chunk("up-1", 0, dense=[1.0] * (DIMS + 1))])
+    assert await store.count() == 0
+    await store.aclose()

@@ -15,10 +15,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from pdfqa.api.auth import AuthController
+from pdfqa.api.conversations import ConversationsController, FeedbackController
 from pdfqa.api.deps import provide_resources, provide_user
 from pdfqa.api.errors import problem_details_plugin
 from pdfqa.api.health import health, ready
+from pdfqa.api.meta import MetaController
 from pdfqa.api.uploads import JobsController, UploadsController
+from pdfqa.api.web import static_files_router, web_router
 from pdfqa.jobs.worker import embedded_worker, requeue_pending, stop_worker
 from pdfqa.resources import open_resources
 from pdfqa.settings import Settings, load_settings
@@ -56,7 +59,13 @@ def create_app(
 
     api = Router(
         "/api/v1",
-        route_handlers=[AuthController, JobsController],
+        route_handlers=[
+            AuthController,
+            JobsController,
+            ConversationsController,
+            FeedbackController,
+            MetaController,
+        ],
         dependencies={"user": Provide(provide_user)},
     )
     uploads = Router(
@@ -66,7 +75,7 @@ def create_app(
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
     )
     return Litestar(
-        route_handlers=[health, ready, api, uploads],
+        route_handlers=[health, ready, api, uploads, web_router(), static_files_router()],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],

@@ -12,11 +12,9 @@ import msgspec
 import redis.exceptions
 from arq import Retry
 
-from pdfqa import progress
 from pdfqa.errors import UpstreamUnavailable
-from pdfqa.ingest import IngestResult, UploadGone, ingest_upload
+from pdfqa.ingest import IngestResult, UploadGone, fail_upload, ingest_upload
 from pdfqa.resources import Resources
-from pdfqa.store import uploads
 
 __all__ = ["MAX_TRIES", "TRANSIENT", "ingest"]
 
@@ -43,23 +41,15 @@ async def ingest(ctx: dict[str, Any], upload_id: str) -> dict[str, Any]:
     except UploadGone:
         result = IngestResult(upload_id=upload_id, status="deleted")
     except TimeoutError:
-        result = await _fail(
+        result = await fail_upload(
             res, uid, f"Ingestion took longer than {res.settings.job_timeout_s} s."
         )
     except TRANSIENT as exc:
         if ctx["job_try"] < MAX_TRIES:
             log.warning("upload %s: transient failure, retrying: %r", upload_id, exc)
             raise Retry(defer=5 * ctx["job_try"]) from exc
-        result = await _fail(res, uid, f"A backing service was unavailable: {exc}")
+        result = await fail_upload(res, uid, f"A backing service was unavailable: {exc}")
     except Exception:
         log.exception("upload %s: unexpected error", upload_id)
-        result = await _fail(res, uid, "An internal error stopped the ingestion.")
+        result = await fail_upload(res, uid, "An internal error stopped the ingestion.")
     return msgspec.to_builtins(result)  # type: ignore[no-any-return]
-
-
-async def _fail(res: Resources, upload_id: UUID, reason: str) -> IngestResult:
-    await res.vectors.delete_upload(str(upload_id))
-    async with res.db.acquire() as conn:
-        await uploads.mark_failed(conn, upload_id, reason)
-    await progress.publish(res.redis, upload_id, progress.Failed(reason=reason))
-    return IngestResult(upload_id=str(upload_id), status="failed", error=reason)

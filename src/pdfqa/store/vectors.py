@@ -4,11 +4,16 @@
 pdfqa runs Qdrant, with one code path:
 
 * **server** (``PDFQA_QDRANT_URL`` set): ``AsyncQdrantClient`` over HTTP;
-* **local** (the embedded default): qdrant-client's local mode under ``data_dir/qdrant``. Local
-  mode computes in-process (brute force, numpy) and is not thread-safe, so the sync
-  ``QdrantClient`` is created and called on one dedicated thread and never on the event loop.
+* **local** (embedded, ``embedded_vectors="local"``): qdrant-client's local mode under
+  ``data_dir/qdrant``. Local mode computes in-process (brute force, numpy) and is not
+  thread-safe, so the sync ``QdrantClient`` is created and called on one dedicated thread and
+  never on the event loop.
   Its folder can be opened by one process at a time; a second process gets
   :class:`~pdfqa.errors.UpstreamUnavailable` telling the operator to run a Qdrant server.
+
+The embedded default is qdrant-edge instead (:class:`pdfqa.store.edge.EdgeVectorStore`, chosen
+by :func:`open_vector_store`): the same engine as the server, in-process, ~50x faster to write
+and ~100x faster to query than local mode.
 
 Every search is scoped by ``user_id`` *and* the requested ``upload_ids`` inside the vector store
 query itself, so a forged upload id never reaches another user's chunks. Point ids are uuid5 of
@@ -127,11 +132,13 @@ class VectorStore(Protocol):
         limit: int,
         mode: Literal["hybrid", "dense", "sparse"] = "hybrid",
         prefetch_limit: int = 50,
+        weights: tuple[float, float] = (1.0, 1.0),
     ) -> list[Hit]:
         """Best ``limit`` chunks of ``user_id``'s ``upload_ids``, best first.
 
         ``hybrid`` fuses a dense and a sparse candidate list (``prefetch_limit`` each) by
-        reciprocal-rank fusion; ``dense`` and ``sparse`` use one of them alone.
+        reciprocal-rank fusion, weighting the two rankings by ``weights`` (dense, sparse);
+        ``dense`` and ``sparse`` use one of them alone.
         """
         ...
 
@@ -165,10 +172,19 @@ def collection_name(embedder_name: str, dimensions: int) -> str:
 
 
 def open_vector_store(settings: Settings) -> VectorStore:
-    """The vector store ``settings`` ask for; no I/O happens until the first call."""
-    if settings.qdrant_url is None:
-        return QdrantVectorStore(path=settings.data_dir / "qdrant")
-    return QdrantVectorStore(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+    """The vector store ``settings`` ask for; no I/O happens until the first call.
+
+    A Qdrant server when ``qdrant_url`` is set; otherwise the embedded engine chosen by
+    ``embedded_vectors``: qdrant-edge under ``data_dir/edge`` (imported only then), or
+    qdrant-client's local mode under ``data_dir/qdrant``.
+    """
+    if settings.qdrant_url is not None:
+        return QdrantVectorStore(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+    if settings.embedded_vectors == "edge":
+        from pdfqa.store.edge import EdgeVectorStore
+
+        return EdgeVectorStore(settings.data_dir / "edge")
+    return QdrantVectorStore(path=settings.data_dir / "qdrant")
 
 
 class QdrantVectorStore:
@@ -337,6 +353,7 @@ class QdrantVectorStore:
         limit: int,
         mode: Literal["hybrid", "dense", "sparse"] = "hybrid",
         prefetch_limit: int = 50,
+        weights: tuple[float, float] = (1.0, 1.0),
     ) -> list[Hit]:
         collection = self._require_collection()
         if not upload_ids or limit <= 0:
@@ -367,7 +384,10 @@ class QdrantVectorStore:
                         query=sparse_query, using=SPARSE, filter=scope, limit=prefetch_limit
                     )
                 )
-            query = models.FusionQuery(fusion=models.Fusion.RRF)
+            if has_terms and weights != (1.0, 1.0):
+                query = models.RrfQuery(rrf=models.Rrf(weights=list(weights)))
+            else:  # plain RRF: understood by every Qdrant server version
+                query = models.FusionQuery(fusion=models.Fusion.RRF)
 
         response = await self._call(
             "query_points",

@@ -1,0 +1,139 @@
+"""``/api/v1/conversations``, ``/messages/{id}/feedback`` and ``/feedback/export``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from pdfqa import conversations as service
+from pdfqa.answer import Done, Error, Sources, Token
+from pdfqa.api.deps import CurrentUser, Deps
+from pdfqa.api.sse import event_stream
+from pdfqa.citations import Citation, Source
+from pdfqa.errors import UpstreamUnavailable
+from pdfqa.store.conversations import Conversation, Feedback
+
+__all__ = ["ConversationsController", "FeedbackController"]
+
+
+class NewConversation(msgspec.Struct, frozen=True):
+    upload_ids: list[UUID]
+    title: str | None = None
+
+
+class Question(msgspec.Struct, frozen=True):
+    question: str
+
+
+class Answer(msgspec.Struct, frozen=True):
+    """A whole answer, for API clients that do not read event streams."""
+
+    message_id: UUID
+    answer: str
+    mode: str
+    sources: list[Source]
+    citations: list[Citation]
+
+
+class Vote(msgspec.Struct, frozen=True):
+    vote: Literal["up", "down"]
+    comment: str | None = None
+
+
+class ConversationsController(Controller):
+    path = "/conversations"
+    tags = ["conversations"]
+
+    @post("/", status_code=HTTP_201_CREATED)
+    async def create(
+        self, data: JSONBody[NewConversation], resources: Deps, user: CurrentUser
+    ) -> Conversation:
+        """Start a conversation over one or several of your ready uploads."""
+        return await service.create_conversation(resources, user.id, data.upload_ids, data.title)
+
+    @get("/")
+    async def index(self, resources: Deps, user: CurrentUser) -> list[Conversation]:
+        """Your conversations, most recently active first."""
+        return await service.list_conversations(resources, user.id)
+
+    @get("/{conversation_id:uuid}")
+    async def show(
+        self, conversation_id: FromPath[UUID], resources: Deps, user: CurrentUser
+    ) -> service.ConversationDetail:
+        """A conversation with its messages, their sources, citations and your votes."""
+        return await service.get_conversation(resources, user.id, conversation_id)
+
+    @delete("/{conversation_id:uuid}", status_code=HTTP_204_NO_CONTENT)
+    async def remove(
+        self, conversation_id: FromPath[UUID], resources: Deps, user: CurrentUser
+    ) -> None:
+        """Delete a conversation and its messages."""
+        await service.delete_conversation(resources, user.id, conversation_id)
+
+    @post("/{conversation_id:uuid}/messages", status_code=200)
+    async def ask(
+        self,
+        conversation_id: FromPath[UUID],
+        data: JSONBody[Question],
+        request: Request[Any, Any, Any],
+        resources: Deps,
+        user: CurrentUser,
+    ) -> Response[Any]:
+        """Ask a question. ``Accept: text/event-stream`` streams ``sources``, ``token``... and
+        ``done`` (or ``error``) events; otherwise the whole answer comes as one JSON document."""
+        events = await service.ask(resources, user.id, conversation_id, data.question)
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return event_stream(events)
+        sources: list[Source] = []
+        text: list[str] = []
+        async for event in events:
+            if isinstance(event, Sources):
+                sources = event.sources
+            elif isinstance(event, Token):
+                text.append(event.text)
+            elif isinstance(event, Error):
+                raise UpstreamUnavailable(event.detail)
+            elif isinstance(event, Done):
+                return Response(
+                    Answer(
+                        message_id=event.message_id,
+                        answer="".join(text).strip(),
+                        mode=event.mode,
+                        sources=sources,
+                        citations=event.citations,
+                    )
+                )
+        raise UpstreamUnavailable("The answer ended without completing.")
+
+
+class FeedbackController(Controller):
+    path = "/"
+    tags = ["feedback"]
+
+    @put("/messages/{message_id:uuid}/feedback")
+    async def vote(
+        self, message_id: FromPath[UUID], data: JSONBody[Vote], resources: Deps, user: CurrentUser
+    ) -> Feedback:
+        """Like or dislike an answer (voting again replaces the vote)."""
+        return await service.put_feedback(resources, user.id, message_id, data.vote, data.comment)
+
+    @delete("/messages/{message_id:uuid}/feedback", status_code=HTTP_204_NO_CONTENT)
+    async def unvote(self, message_id: FromPath[UUID], resources: Deps, user: CurrentUser) -> None:
+        """Withdraw your vote."""
+        await service.delete_feedback(resources, user.id, message_id)
+
+    @get("/feedback/export", media_type="application/x-ndjson")
+    async def export(self, resources: Deps, user: CurrentUser) -> Response[bytes]:
+        """Your votes as JSON lines: question, answer, vote, comment and the retrieved chunk ids."""
+        records = await service.export_feedback(resources, user.id)
+        body = b"".join(msgspec.json.encode(r) + b"\n" for r in records)
+        return Response(
+            body,
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": 'attachment; filename="pdfqa-feedback.jsonl"'},
+        )

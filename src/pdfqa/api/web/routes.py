@@ -1,0 +1,76 @@
+"""Routes of the web interface: ``/`` and its pages, and ``/static`` for the assets."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from litestar import Response, Router, get
+from litestar.datastructures import CacheControlHeader
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+
+__all__ = ["CONTENT_SECURITY_POLICY", "static_files_router", "web_router"]
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; worker-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+"""Every script, style and font comes from this server: the pages work offline."""
+
+_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-cache",
+}
+
+
+def _web_dir() -> Path:
+    return Path(str(resources.files("pdfqa.api.web")))
+
+
+@cache
+def _page(name: str) -> str:
+    return (_web_dir() / "pages" / f"{name}.html").read_text(encoding="utf-8")
+
+
+def _html(name: str) -> Response[str]:
+    return Response(_page(name), media_type="text/html; charset=utf-8", headers=_HEADERS)
+
+
+@get("/", include_in_schema=False)
+async def home() -> Redirect:
+    return Redirect("/library")
+
+
+@get("/login", include_in_schema=False)
+async def login() -> Response[str]:
+    return _html("login")
+
+
+@get("/library", include_in_schema=False)
+async def library() -> Response[str]:
+    return _html("library")
+
+
+@get("/chat", include_in_schema=False)
+async def chat() -> Response[str]:
+    return _html("chat")
+
+
+def web_router() -> Router:
+    """The pages: ``/`` (to the library), ``/login``, ``/library`` and ``/chat``."""
+    return Router("/", route_handlers=[home, login, library, chat], include_in_schema=False)
+
+
+def static_files_router() -> Router:
+    """``/static``: styles, ES modules and the vendored pdf.js, all served by the app."""
+    return create_static_files_router(
+        "/static",
+        directories=[_web_dir() / "static"],
+        cache_control=CacheControlHeader(no_cache=True),
+        name="web-static",
+    )

@@ -1,0 +1,257 @@
+"""Conversations as a service: ask questions about a set of your ready uploads, keep the answers,
+vote on them.
+
+:func:`ask` yields the answer as events (see :mod:`pdfqa.answer`); the message is stored only
+once its answer is complete, so an upstream failure or a client that goes away leaves nothing
+half-saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+from pdfqa import answer as answering
+from pdfqa.answer import NOT_FOUND, AnswerEvent, Done, Error, Sources, Token
+from pdfqa.citations import cited
+from pdfqa.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
+from pdfqa.resources import Resources
+from pdfqa.retrieval import retrieve, standalone_query
+from pdfqa.store import conversations as store
+from pdfqa.store import uploads as upload_store
+from pdfqa.store.conversations import Conversation, Feedback, FeedbackRecord, Message
+
+__all__ = [
+    "ConversationDetail",
+    "ask",
+    "create_conversation",
+    "delete_conversation",
+    "delete_feedback",
+    "export_feedback",
+    "get_conversation",
+    "list_conversations",
+    "put_feedback",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOADS = 20
+MAX_QUESTION = 4000
+HISTORY_TURNS = 3
+REWRITE_TOKENS = 64
+_COMMON_WORDS = frozenset(
+    "the and for are was were what which who whom how why when where does did has have had "
+    "that this these those with from into about their there its it's you your can could would "
+    "should will user assistant conversation question last sys inst".split()
+)
+
+
+class ConversationDetail(msgspec.Struct, frozen=True):
+    """A conversation with its messages, their citations and votes."""
+
+    id: UUID
+    title: str
+    upload_ids: list[UUID]
+    created_at: datetime
+    updated_at: datetime
+    messages: list[Message]
+
+
+async def create_conversation(
+    res: Resources, user_id: UUID, upload_ids: Sequence[UUID], title: str | None
+) -> Conversation:
+    """Start a conversation over some of the caller's ``ready`` uploads."""
+    wanted = list(dict.fromkeys(upload_ids))
+    if not wanted:
+        raise InvalidInput("Choose at least one document.")
+    if len(wanted) > MAX_UPLOADS:
+        raise InvalidInput(f"A conversation can cover at most {MAX_UPLOADS} documents.")
+    async with res.db.acquire() as conn:
+        found = [await upload_store.get(conn, u, user_id) for u in wanted]
+        for upload_id, upload in zip(wanted, found, strict=True):
+            if upload is None:
+                raise NotFound(f"No such upload: {upload_id}.")
+            if upload.status != "ready":
+                raise Conflict(
+                    f"{upload.name} is not ready to be asked about (it is {upload.status})."
+                )
+        names = [u.name for u in found if u is not None]
+        default = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+        clean = (title or "").strip()[:200] or default
+        return await store.create(conn, uuid.uuid4(), user_id, clean, wanted)
+
+
+async def list_conversations(res: Resources, user_id: UUID) -> list[Conversation]:
+    async with res.db.acquire() as conn:
+        return await store.list_for_user(conn, user_id)
+
+
+async def get_conversation(
+    res: Resources, user_id: UUID, conversation_id: UUID
+) -> ConversationDetail:
+    async with res.db.acquire() as conn:
+        conversation = await store.get(conn, conversation_id, user_id)
+        if conversation is None:
+            raise NotFound("No such conversation.")
+        messages = await store.messages(conn, conversation_id, user_id)
+    return ConversationDetail(
+        id=conversation.id,
+        title=conversation.title,
+        upload_ids=conversation.upload_ids,
+        created_at=conversation.created_at,
+        updated_at=conversation.updated_at,
+        messages=messages,
+    )
+
+
+async def delete_conversation(res: Resources, user_id: UUID, conversation_id: UUID) -> None:
+    async with res.db.acquire() as conn:
+        if not await store.delete(conn, conversation_id, user_id):
+            raise NotFound("No such conversation.")
+
+
+async def ask(
+    res: Resources, user_id: UUID, conversation_id: UUID, question: str
+) -> AsyncIterator[AnswerEvent]:
+    """Answer a question in a conversation, as events; store the message once it is complete.
+
+    Raises :class:`NotFound` / :class:`InvalidInput` before the first event; failures after it
+    become a final :class:`~pdfqa.answer.Error` event.
+    """
+    question = question.strip()
+    if not question:
+        raise InvalidInput("Ask a question.")
+    if len(question) > MAX_QUESTION:
+        raise InvalidInput(f"A question can have at most {MAX_QUESTION} characters.")
+    async with res.db.acquire() as conn:
+        conversation = await store.get(conn, conversation_id, user_id)
+        if conversation is None:
+            raise NotFound("No such conversation.")
+        earlier = await store.messages(conn, conversation_id, user_id)
+        uploads = [await upload_store.get(conn, u, user_id) for u in conversation.upload_ids]
+    names = {u.id: u.name for u in uploads if u is not None and u.status == "ready"}
+    if not names:
+        raise Conflict("None of this conversation's documents is available any more.")
+    return _answer(
+        res,
+        user_id=user_id,
+        conversation=conversation,
+        question=question,
+        earlier=earlier[-HISTORY_TURNS:],
+        names=names,
+    )
+
+
+async def _answer(
+    res: Resources,
+    *,
+    user_id: UUID,
+    conversation: Conversation,
+    question: str,
+    earlier: list[Message],
+    names: dict[UUID, str],
+) -> AsyncIterator[AnswerEvent]:
+    history = [(m.question, m.answer) for m in earlier]
+    chunks: list[str] = []
+    try:
+        query = await _standalone(res, question, earlier, history)
+        found = await retrieve(res, user_id=user_id, upload_names=names, query=query)
+        sources = found.sources if found.relevant else []
+        yield Sources(sources=sources)
+        mode: Literal["generated", "extractive", "not_found"]
+        if not found.relevant:
+            mode, stream = "not_found", _replay(NOT_FOUND)
+        elif res.chat is not None:
+            messages = answering.prompt(question, sources, history)
+            mode, stream = "generated", answering.generated_answer(res.chat, messages)
+        else:
+            mode, stream = "extractive", _replay(answering.extractive_answer(query, sources))
+        async for piece in stream:
+            chunks.append(piece)
+            yield Token(text=piece)
+    except UpstreamUnavailable as err:
+        log.warning("answer failed upstream: %s", err)
+        yield Error(detail=str(err))
+        return
+    text = "".join(chunks).strip()
+    message = Message(
+        id=uuid.uuid4(),
+        conversation_id=conversation.id,
+        question=question,
+        query=query,
+        answer=text,
+        mode=mode,
+        sources=sources,
+        citations=cited(text, sources),
+        created_at=datetime.now(UTC),
+    )
+    async with res.db.acquire() as conn:
+        await store.insert_message(conn, message)
+    yield Done(message_id=message.id, citations=message.citations, mode=mode)
+
+
+async def _standalone(
+    res: Resources, question: str, earlier: list[Message], history: list[tuple[str, str]]
+) -> str:
+    """The follow-up rewritten to stand alone: by the model if there is one, else by rule."""
+    if not earlier:
+        return question
+    by_rule = standalone_query(question, [m.query for m in earlier])
+    if res.chat is None:
+        return by_rule
+    reply = await res.chat.complete(
+        answering.rewrite_messages(question, history), max_tokens=REWRITE_TOKENS, stop=["\n"]
+    )
+    rewritten = reply.strip().strip('"').strip()
+    # A small model may answer with prompt markup or chatter instead of a question: keep its
+    # rewrite only if it is about what was said (shares a content word with it).
+    said = _content_words(" ".join([question, *(q for q, _ in history)]))
+    if 0 < len(rewritten) <= 2 * len(question) + 300 and _content_words(rewritten) & said:
+        return rewritten
+    return by_rule
+
+
+def _content_words(text: str) -> set[str]:
+    words = {w.lower() for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9\-]{2,}", text)}
+    return words - _COMMON_WORDS
+
+
+async def _replay(text: str) -> AsyncIterator[str]:
+    for piece in answering.pieces(text):
+        yield piece
+
+
+async def put_feedback(
+    res: Resources,
+    user_id: UUID,
+    message_id: UUID,
+    vote: Literal["up", "down"],
+    comment: str | None,
+) -> Feedback:
+    """Vote on an answer (a second vote replaces the first)."""
+    async with res.db.acquire() as conn:
+        message = await store.get_message(conn, message_id, user_id)
+        if message is None:
+            raise NotFound("No such message.")
+        return await store.put_feedback(
+            conn, message, user_id, vote, (comment or "").strip() or None
+        )
+
+
+async def delete_feedback(res: Resources, user_id: UUID, message_id: UUID) -> None:
+    async with res.db.acquire() as conn:
+        if await store.get_message(conn, message_id, user_id) is None:
+            raise NotFound("No such message.")
+        await store.delete_feedback(conn, message_id, user_id)
+
+
+async def export_feedback(res: Resources, user_id: UUID) -> list[FeedbackRecord]:
+    async with res.db.acquire() as conn:
+        return await store.export_feedback(conn, user_id)

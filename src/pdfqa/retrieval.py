@@ -1,0 +1,271 @@
+"""Finding the passages that answer a question, only ever among the asker's own uploads.
+
+The query is embedded with the same embedder as the chunks (vectors cached in Redis) and turned
+into a BM25-style sparse vector; the vector store fuses both rankings (reciprocal-rank fusion) in
+one query whose filter requires the caller's ``user_id`` *and* one of the conversation's uploads.
+Whether anything relevant came back is judged from the dense similarity of the best passages and
+from whether the question's specific terms (numbers, years, names) occur in them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from uuid import UUID
+
+import msgspec
+import numpy as np
+
+from pdfqa.citations import Source
+from pdfqa.resources import Resources
+from pdfqa.sparse import sparse_query
+
+__all__ = ["Retrieval", "embed_query", "retrieve", "specific_terms", "standalone_query"]
+
+QUERY_CACHE_TTL_S = 7 * 24 * 3600
+
+COVER_PASSAGES = 3
+"""How many of the best passages are searched for the question's specific terms."""
+
+_ABBREVIATIONS: dict[str, tuple[str, ...]] = {
+    "r&d": ("research and development",),
+    "hq": ("headquarter",),
+    "q1": ("first quarter", "three months ended march"),
+    "q2": ("second quarter", "three months ended june"),
+    "q3": ("third quarter", "three months ended september"),
+    "q4": ("fourth quarter", "three months ended december"),
+    "fy": ("fiscal year", "year ended"),
+    "yoy": ("year-over-year", "year over year"),
+    "ceo": ("chief executive officer",),
+    "cfo": ("chief financial officer",),
+    "coo": ("chief operating officer",),
+    "cto": ("chief technology officer",),
+    "eps": ("earnings per share", "net loss per share", "net income per share"),
+    "sbc": ("stock-based compensation",),
+    "m&a": ("acquisition",),
+    "ipo": ("initial public offering",),
+    "us": ("united states", "u.s."),
+    "usa": ("united states", "u.s."),
+    "uk": ("united kingdom", "u.k."),
+}
+"""Abbreviations people type and the words filings and papers spell out instead."""
+
+_POSSESSIVE = re.compile(r"['\u2019]s\b")
+_NUMBER = re.compile(r"\$?\d[\d,.]*%?")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9&\-']+")
+_FOLLOW_UP_OPENERS = (
+    "and ",
+    "what about",
+    "how about",
+    "also",
+    "why",
+    "how so",
+    "what else",
+    "and what",
+    "then",
+    "so ",
+    "but ",
+)
+_PRONOUNS = {
+    "it",
+    "its",
+    "they",
+    "them",
+    "their",
+    "this",
+    "that",
+    "these",
+    "those",
+    "he",
+    "she",
+    "his",
+    "her",
+    "there",
+    "same",
+    "former",
+    "latter",
+}
+_COMMON_CAPITALISED = {
+    "what",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "when",
+    "where",
+    "why",
+    "how",
+    "is",
+    "are",
+    "was",
+    "were",
+    "do",
+    "does",
+    "did",
+    "can",
+    "could",
+    "the",
+    "a",
+    "an",
+    "in",
+    "on",
+    "of",
+    "for",
+    "and",
+    "or",
+    "i",
+    "tell",
+    "give",
+    "list",
+    "describe",
+    "explain",
+    "summarize",
+    "summarise",
+    "please",
+}
+
+
+class Retrieval(msgspec.Struct, frozen=True):
+    """The passages found for a query, best first, and whether they look relevant."""
+
+    query: str
+    sources: list[Source]
+    relevant: bool
+    best_similarity: float
+
+
+async def embed_query(res: Resources, text: str) -> list[float]:
+    """The query's dense vector, from the Redis cache when this exact text was embedded before."""
+    embedder = res.embedder
+    key = "pdfqa:qvec:" + hashlib.sha256(f"{embedder.name}\x00{text}".encode()).hexdigest()
+    cached = await res.redis.get(key)
+    if cached is not None and len(cached) == 4 * embedder.dimensions:
+        vector: list[float] = np.frombuffer(cached, dtype=np.float32).tolist()
+        return vector
+    fresh = await embedder.embed_query(text)
+    await res.redis.set(key, np.asarray(fresh, dtype=np.float32).tobytes(), ex=QUERY_CACHE_TTL_S)
+    return fresh
+
+
+async def retrieve(
+    res: Resources,
+    *,
+    user_id: UUID,
+    upload_names: Mapping[UUID, str],
+    query: str,
+    limit: int | None = None,
+) -> Retrieval:
+    """Search the given uploads (which must all be the caller's) for ``query``."""
+    settings = res.settings
+    limit = limit or settings.retrieval_top_k
+    dense = await embed_query(res, query)
+    upload_ids = [str(u) for u in upload_names]
+    await res.vectors.ensure_collection(res.embedder.name, res.embedder.dimensions)
+    hits = await res.vectors.search(
+        user_id=str(user_id),
+        upload_ids=upload_ids,
+        dense=dense,
+        sparse=sparse_query(query),
+        limit=limit,
+        mode="hybrid",
+        prefetch_limit=settings.retrieval_prefetch,
+        weights=(settings.dense_weight, settings.sparse_weight),
+    )
+    names = {str(k): v for k, v in upload_names.items()}
+    sources = [
+        Source(
+            n=i,
+            chunk_id=hit.chunk_id,
+            upload_id=hit.upload_id,
+            upload_name=names.get(hit.upload_id, ""),
+            page=hit.pages[0] if hit.pages else 0,
+            pages=hit.pages,
+            text=hit.text,
+            score=round(hit.score, 6),
+        )
+        for i, hit in enumerate(hits, start=1)
+        if hit.user_id == str(user_id) and hit.upload_id in names  # defence in depth
+    ]
+    similarity = await _best_similarity(res, dense, sources)
+    relevant = (
+        bool(sources)
+        and similarity >= settings.min_similarity
+        and _covers(query, sources, list(upload_names.values()))
+    )
+    return Retrieval(
+        query=query, sources=sources, relevant=relevant, best_similarity=round(similarity, 4)
+    )
+
+
+async def _best_similarity(res: Resources, query: list[float], sources: Sequence[Source]) -> float:
+    """Cosine similarity of the query to its closest passage among the top three."""
+    if not sources:
+        return 0.0
+    top = [s.text for s in sources[:3]]
+    vectors = np.asarray(await res.embedder.embed_documents(top), dtype=np.float32)
+    return float(np.max(vectors @ np.asarray(query, dtype=np.float32)))
+
+
+def specific_terms(question: str) -> set[str]:
+    """Numbers, years and capitalised names: the words a passage must contain to answer."""
+    question = _POSSESSIVE.sub("", question)
+    terms = {m.group(0).strip(".,").lower() for m in _NUMBER.finditer(question)}
+    terms = {t for t in terms if len(t.strip("$%")) >= 2}
+    words = _WORD.findall(question)
+    for i, word in enumerate(words):
+        capitalised = word[0].isupper() and word.lower() not in _COMMON_CAPITALISED
+        if capitalised and (i > 0 or word.isupper()):
+            terms.add(word.lower())
+    return terms
+
+
+def _covers(question: str, sources: Sequence[Source], subjects: Sequence[str] = ()) -> bool:
+    """Whether one of the best passages mentions every specific term of the question.
+
+    A passage that answers "What was Uber's revenue in Japan in 2021?" names Japan and 2021
+    together; passages about revenue that never mention Japan do not answer it, however
+    similar they are. Terms that name the documents themselves ("Uber" in ``uber_2021.pdf``)
+    are not required: a filing calls its company "we". Common abbreviations also match their
+    spelled-out forms (R&D, Q4, HQ, ...).
+    """
+    names = [_alnum(s) for s in subjects]
+    terms = {t for t in specific_terms(question) if not any(_alnum(t) in n for n in names)}
+    if not terms:
+        return True
+    for source in sources[:COVER_PASSAGES]:
+        text = source.text.lower()
+        digits = text.replace(",", "")
+        if all(_mentions(t, text, digits) for t in terms):
+            return True
+    return False
+
+
+def _mentions(term: str, text: str, digits: str) -> bool:
+    if term in text or term.replace(",", "") in digits:
+        return True
+    return any(form in text for form in _ABBREVIATIONS.get(term, ()))
+
+
+def _alnum(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def standalone_query(question: str, previous: Sequence[str]) -> str:
+    """The rule used without a language model to make a follow-up stand on its own.
+
+    If the question reads like a follow-up (it is short, opens with "and", "what about", ...,
+    or leans on a pronoun such as "it" or "they"), the previous stand-alone query is put in front
+    of it, so retrieval keeps the subject; otherwise the question is used as it is.
+    """
+    if not previous:
+        return question.strip()
+    q = question.strip()
+    lower = q.lower()
+    words = re.findall(r"[a-z']+", lower)
+    follow_up = (
+        len(words) <= 4
+        or lower.startswith(_FOLLOW_UP_OPENERS)
+        or any(w in _PRONOUNS for w in words)
+    )
+    return f"{previous[-1]} {q}" if follow_up else q

@@ -1,0 +1,260 @@
+"""Answers written by a language model.
+
+FAKE AT THE PAID EDGE: the model is an OpenAI-compatible ``/v1/chat/completions`` endpoint served
+by ``httpx.MockTransport`` (streamed chunks, a non-streamed rewrite, a 429, a connection cut
+mid-stream). PostgreSQL, Redis, the worker, the embedder and Qdrant (local mode) are real.
+The same path against a real llama.cpp server is ``make test-llm``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from pdfqa.api.app import create_app
+from pdfqa.settings import Settings
+from tests.integration.conftest import login, on_app, run_jobs, upload
+from tests.integration.test_conversations import SSE, parse_sse
+
+ANSWER = [
+    "GRPO",
+    " is",
+    " Group Relative Policy Optimization",
+    " [1],",
+    " which",
+    " drops",
+    " the critic",
+    " [2].",
+]
+REWRITE = "How was DeepSeek-R1-Zero trained with reinforcement learning?"
+
+
+def chunk(content: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake-chat",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+    }
+
+
+class ChunkStream(httpx.AsyncByteStream):
+    def __init__(self, pieces: list[str], cut_after: int | None) -> None:
+        self.pieces = pieces
+        self.cut_after = cut_after
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        opening = {**chunk(""), "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+        yield f"data: {json.dumps(opening)}\n\n".encode()
+        for i, piece in enumerate(self.pieces):
+            if self.cut_after is not None and i == self.cut_after:
+                raise httpx.ReadError("connection reset by peer")
+            yield f"data: {json.dumps(chunk(piece))}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+
+class FakeChat:
+    """An OpenAI-compatible chat endpoint with switchable misbehaviour."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.requests: list[dict[str, Any]] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/chat/completions"
+        body = json.loads(request.content)
+        self.requests.append(body)
+        if self.mode == "429":
+            return httpx.Response(
+                429, headers={"retry-after-ms": "1"}, json={"error": {"message": "rate limited"}}
+            )
+        if not body.get("stream"):
+            content = "<</SYS>> Conversation:" if self.mode == "junk" else REWRITE
+            return httpx.Response(
+                200,
+                json={
+                    "id": "chatcmpl-2",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "fake-chat",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                },
+            )
+        cut = 3 if self.mode == "cut" else None
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=ChunkStream(ANSWER, cut)
+        )
+
+
+@pytest.fixture
+def fake() -> FakeChat:
+    return FakeChat()
+
+
+@pytest.fixture
+async def llm_client(
+    settings: Settings, fake: FakeChat
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    configured = msgspec.structs.replace(
+        settings,
+        chat_model="fake-chat",
+        chat_base_url="http://fake-llm.test/v1",
+        chat_api_key="sk-test",
+        queue_name=f"{settings.queue_name}:llm",
+    )
+    async with AsyncTestClient(
+        app=create_app(configured, http_transport=httpx.MockTransport(fake)), timeout=60
+    ) as client:
+        yield client
+
+
+async def ready_conversation(
+    client: AsyncTestClient[Litestar], corpus: Path
+) -> tuple[dict[str, str], str]:
+    headers = await login(client)
+    accepted = await upload(client, headers, corpus / "DeepSeek_R1.pdf")
+    on_app(client, run_jobs, client.app.state.resources)
+    r = await client.post(
+        "/api/v1/conversations", json={"upload_ids": [accepted["id"]]}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    return headers, r.json()["id"]
+
+
+async def ask(
+    client: AsyncTestClient[Litestar], headers: dict[str, str], conversation_id: str, question: str
+) -> list[tuple[str, Any]]:
+    r = await client.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        json={"question": question},
+        headers={**headers, **SSE},
+    )
+    assert r.status_code == 200, r.text
+    return parse_sse(r.text)
+
+
+async def test_the_model_is_grounded_in_numbered_passages_and_its_tokens_are_relayed(
+    llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
+) -> None:
+    headers, conv = await ready_conversation(llm_client, corpus)
+    events = await ask(llm_client, headers, conv, "What is GRPO?")
+    assert events[0][0] == "sources"
+    sources = events[0][1]["sources"]
+    assert len(sources) >= 2
+    tokens = [d["text"] for n, d in events if n == "token"]
+    assert tokens == ANSWER  # relayed piece by piece, as the model produced them
+    done = events[-1]
+    assert done[0] == "done"
+    assert done[1]["mode"] == "generated"
+    assert [c["n"] for c in done[1]["citations"]] == [1, 2]
+    assert [c["page"] for c in done[1]["citations"]] == [sources[0]["page"], sources[1]["page"]]
+
+    request = fake.requests[-1]
+    assert request["model"] == "fake-chat"
+    assert request["stream"] is True
+    system, user = request["messages"][0], request["messages"][-1]
+    assert system["role"] == "system"
+    assert (
+        "only from the passages" in system["content"].lower()
+        or "answer only from the passages" in system["content"].lower()
+    )
+    for s in sources:
+        assert f"[{s['n']}] (DeepSeek_R1.pdf, page {s['page']}" in user["content"]
+        assert s["text"][:60] in user["content"]
+    assert user["content"].rstrip().endswith("Question: What is GRPO?")
+
+    stored = (await llm_client.get(f"/api/v1/conversations/{conv}", headers=headers)).json()[
+        "messages"
+    ]
+    assert stored[0]["answer"] == "".join(ANSWER)
+    assert stored[0]["mode"] == "generated"
+
+
+async def test_follow_ups_are_rewritten_by_the_model_before_retrieval(
+    llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
+) -> None:
+    headers, conv = await ready_conversation(llm_client, corpus)
+    await ask(llm_client, headers, conv, "What is DeepSeek-R1-Zero?")
+    events = await ask(llm_client, headers, conv, "How was it trained?")
+    assert events[-1][0] == "done"
+    rewrite = next(r for r in fake.requests if not r.get("stream"))
+    assert "How was it trained?" in rewrite["messages"][-1]["content"]
+    assert "What is DeepSeek-R1-Zero?" in rewrite["messages"][-1]["content"]  # the history it needs
+    stored = (await llm_client.get(f"/api/v1/conversations/{conv}", headers=headers)).json()[
+        "messages"
+    ]
+    assert stored[1]["question"] == "How was it trained?"
+    assert stored[1]["query"] == REWRITE
+    # The answering prompt carries the earlier turn as chat history.
+    answering = fake.requests[-1]
+    assert {"role": "user", "content": "What is DeepSeek-R1-Zero?"} in answering["messages"]
+
+
+async def test_a_rate_limited_model_ends_the_stream_with_an_error_and_saves_nothing(
+    llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
+) -> None:
+    headers, conv = await ready_conversation(llm_client, corpus)
+    fake.mode = "429"
+    events = await ask(llm_client, headers, conv, "What is GRPO?")
+    assert [n for n, _ in events] == ["sources", "error"]
+    assert "429" in events[-1][1]["detail"]
+    assert len(fake.requests) == 3  # the SDK retried twice, honouring Retry-After
+    stored = (await llm_client.get(f"/api/v1/conversations/{conv}", headers=headers)).json()[
+        "messages"
+    ]
+    assert stored == []
+
+
+async def test_a_stream_cut_half_way_ends_with_an_error_and_saves_nothing(
+    llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
+) -> None:
+    headers, conv = await ready_conversation(llm_client, corpus)
+    fake.mode = "cut"
+    events = await ask(llm_client, headers, conv, "What is GRPO?")
+    names = [n for n, _ in events]
+    assert names == ["sources", "token", "token", "token", "error"]
+    assert "cut off" in events[-1][1]["detail"]
+    stored = (await llm_client.get(f"/api/v1/conversations/{conv}", headers=headers)).json()[
+        "messages"
+    ]
+    assert stored == []
+
+    r = await llm_client.post(
+        f"/api/v1/conversations/{conv}/messages",
+        json={"question": "What is GRPO?"},
+        headers={**headers, "Accept": "application/json"},
+    )
+    assert r.status_code == 503
+    assert "cut off" in r.json()["detail"]
+
+
+async def test_a_rewrite_that_is_not_about_the_conversation_falls_back_to_the_rule(
+    llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
+) -> None:
+    """A small model may answer the rewrite prompt with markup; that must never become the query."""
+    headers, conv = await ready_conversation(llm_client, corpus)
+    await ask(llm_client, headers, conv, "What is DeepSeek-R1-Zero?")
+    fake.mode = "junk"
+    await ask(llm_client, headers, conv, "How was it trained?")
+    rewrite = next(r for r in fake.requests if not r.get("stream"))
+    assert rewrite["stop"] == ["\n"]
+    assert rewrite["max_tokens"] <= 64
+    stored = (await llm_client.get(f"/api/v1/conversations/{conv}", headers=headers)).json()[
+        "messages"
+    ]
+    assert stored[1]["query"] == "What is DeepSeek-R1-Zero? How was it trained?"

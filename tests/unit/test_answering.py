@@ -1,0 +1,75 @@
+"""Citations, extractive answers and the follow-up rule: pure functions."""
+
+from __future__ import annotations
+
+from pdfqa.answer import EXTRACTIVE_LABEL, extractive_answer, pieces, prompt
+from pdfqa.citations import Source, cited
+from pdfqa.retrieval import specific_terms, standalone_query
+
+
+def source(n: int, text: str, page: int = 1) -> Source:
+    return Source(
+        n=n,
+        chunk_id=f"c{n}",
+        upload_id="u",
+        upload_name="report.pdf",
+        page=page,
+        pages=[page],
+        text=text,
+        score=1.0 / n,
+    )
+
+
+def test_citations_are_the_sources_the_answer_cites_in_order_of_first_mention() -> None:
+    sources = [source(1, "a", 3), source(2, "b", 7), source(3, "c", 9)]
+    found = cited("Revenue rose [2]. Costs fell [1][2]. Margins [1, 3]. Bogus [9].", sources)
+    assert [(c.n, c.page) for c in found] == [(2, 7), (1, 3), (3, 9)]
+    assert cited("No citations at all.", sources) == []
+
+
+def test_the_extractive_answer_quotes_the_best_matching_sentences_with_their_pages() -> None:
+    sources = [
+        source(
+            1, "The weather was mild. Revenue was $17.5 billion in 2021, up 57% year over year.", 56
+        ),
+        source(2, "Our headquarters are in San Francisco. We have many employees worldwide.", 4),
+    ]
+    text = extractive_answer("What was revenue in 2021?", sources)
+    assert text.startswith(EXTRACTIVE_LABEL)
+    assert (
+        '"Revenue was $17.5 billion in 2021, up 57% year over year." [1] (report.pdf, p. 56)'
+        in text
+    )
+    assert "weather" not in text
+
+
+def test_pieces_stream_every_character_of_the_answer() -> None:
+    text = "Revenue was $17.5 billion [1].\n- next line"
+    assert "".join(pieces(text)) == text
+    assert len(pieces(text)) > 3
+
+
+def test_the_prompt_numbers_passages_with_document_and_page() -> None:
+    messages = prompt("What was revenue?", [source(1, "Revenue was 5.", 9)], [("hi", "hello")])
+    assert messages[0].role == "system"
+    assert [m.role for m in messages[1:]] == ["user", "assistant", "user"]
+    assert "[1] (report.pdf, page 9)\nRevenue was 5." in messages[-1].content
+    assert messages[-1].content.endswith("Question: What was revenue?")
+
+
+def test_specific_terms_are_numbers_and_names() -> None:
+    assert specific_terms("What was Uber's revenue in 2021 in Japan?") >= {"2021", "japan"}
+    assert "what" not in specific_terms("What is the net loss?")
+    assert specific_terms("how big is it") == set()
+
+
+def test_a_follow_up_keeps_the_previous_subject_but_a_new_question_stands_alone() -> None:
+    previous = ["What was Lyft's revenue in 2021?"]
+    assert (
+        standalone_query("And in 2020?", previous)
+        == "What was Lyft's revenue in 2021? And in 2020?"
+    )
+    assert standalone_query("Why did it grow?", previous).startswith("What was Lyft's revenue")
+    new = "Who audits Lyft's financial statements every year?"
+    assert standalone_query(new, previous) == new
+    assert standalone_query("What is GRPO?", []) == "What is GRPO?"

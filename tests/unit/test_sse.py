@@ -1,0 +1,67 @@
+"""The SSE relay: typed events become messages, quiet streams get heartbeats, and a client that
+goes away stops the producer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from pdfqa.answer import Token
+from pdfqa.api.sse import message, with_heartbeat
+
+
+class Tick(msgspec.Struct, tag="tick", frozen=True):
+    n: int
+
+
+def test_a_message_names_the_event_by_its_tag_and_carries_the_fields() -> None:
+    encoded = message(Tick(n=3)).encode().decode()
+    assert "event: tick" in encoded
+    assert 'data: {"n":3}' in encoded
+    assert "type" not in encoded
+
+
+async def test_quiet_streams_get_comment_heartbeats_and_events_still_arrive() -> None:
+    release = asyncio.Event()
+
+    async def slow() -> AsyncIterator[msgspec.Struct]:
+        await release.wait()
+        yield Token(text="late")
+
+    stream = with_heartbeat(slow(), interval=0.01)
+    first = await anext(stream)
+    second = await anext(stream)
+    assert first.comment == "keep-alive"
+    assert second.comment == "keep-alive"
+    release.set()
+    # Heartbeats may still be pending; the event must come through after them.
+    while (item := await anext(stream)).comment is not None:
+        pass
+    assert item.event == "token"
+    await stream.aclose()
+
+
+async def test_closing_the_stream_stops_the_producer() -> None:
+    produced: list[int] = []
+    finished = asyncio.Event()
+
+    async def endless() -> AsyncIterator[msgspec.Struct]:
+        try:
+            n = 0
+            while True:
+                n += 1
+                produced.append(n)
+                yield Tick(n=n)
+                await asyncio.sleep(0)
+        finally:
+            finished.set()
+
+    stream = with_heartbeat(endless(), interval=5)
+    for _ in range(3):
+        await anext(stream)
+    await stream.aclose()  # what the server does when the client disconnects
+    # The producer was closed (its finally ran), so it cannot produce anything more.
+    await asyncio.wait_for(finished.wait(), 1)
+    assert len(produced) <= 4

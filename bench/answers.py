@@ -128,7 +128,7 @@ async def run(env: dict[str, str], workdir: Path) -> None:
                 )
                 elapsed = time.perf_counter() - t0
                 failed = [m for m in marks if "error" in m or "done" not in m]
-                tok = [m["token"] * 1000 for m in marks if "token" in m]
+                tok = [m["token"] * 1000 for m in marks if "token" in m] or [0.0]
                 print(
                     f"{concurrency} concurrent streams: {concurrency - len(failed)} completed, {len(failed)} failed, "
                     f"all done in {elapsed:.1f} s, first token p50 {statistics.median(tok):.0f} ms",

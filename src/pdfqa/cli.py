@@ -67,7 +67,7 @@ def migrate(settings: Settings) -> None:
 
     async def run() -> list[str]:
         await db.ensure_database(settings.database_url)
-        pool = await db.create_pool(settings.database_url, max_size=1)
+        pool = await db.create_pool(settings.database_url, min_size=1, max_size=1)
         try:
             async with pool.acquire() as conn:
                 return await db.migrate(conn)

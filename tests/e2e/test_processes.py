@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import msgspec
 import pytest
@@ -18,8 +20,10 @@ from tests.e2e.conftest import BIN, Process, environment, free_port, wait_health
 
 pytestmark = pytest.mark.e2e
 
+T = TypeVar("T")
 
-def on_new_loop(coro: Coroutine[Any, Any, int]) -> int:
+
+def on_new_loop(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
@@ -152,3 +156,57 @@ def test_a_separate_arq_worker_processes_jobs_the_api_enqueued(
 
     # The worker has exited, so this process may open the embedded store it wrote.
     assert on_new_loop(count_points(settings, data_dir, upload_id)) == chunks
+
+
+def test_pdfqa_migrate_creates_the_database_and_is_idempotent(
+    settings: Settings, tmp_path: Path
+) -> None:
+    name = f"pdfqa_migrate_{uuid.uuid4().hex[:8]}"
+    dsn = settings.database_url.rsplit("/", 1)[0] + "/" + name
+    env = environment(settings, PDFQA_DATABASE_URL=dsn)
+    try:
+        for _ in range(2):  # the second run finds everything applied
+            done = subprocess.run(
+                [str(BIN / "pdfqa"), "migrate"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+        assert "none (up to date)" in done.stderr
+        tables = on_new_loop(_tables(dsn))
+        assert {
+            "users",
+            "sessions",
+            "uploads",
+            "conversations",
+            "messages",
+            "feedback",
+            "schema_migrations",
+        } <= tables
+    finally:
+        on_new_loop(_drop(settings.database_url.rsplit("/", 1)[0] + "/postgres", name))
+
+
+async def _tables(dsn: str) -> set[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {r["tablename"] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def _drop(admin_dsn: str, name: str) -> int:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(
+            await conn.fetchval(
+                "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', $1::text)", name
+            )
+        )
+        return 0
+    finally:
+        await conn.close()

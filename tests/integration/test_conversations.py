@@ -117,6 +117,12 @@ async def test_an_extractive_answer_streams_sources_tokens_and_cited_pages(
         for c in citations
     )
 
+    # The question's vector is cached in Redis for the next time it is asked.
+    cached = on_app(client, resources.redis.keys, "pdfqa:qvec:*")
+    assert cached
+    vector = on_app(client, resources.redis.get, cached[0])
+    assert len(vector) == 4 * resources.embedder.dimensions
+
     stored = (await client.get(f"/api/v1/conversations/{conv['id']}", headers=headers)).json()
     assert [m["id"] for m in stored["messages"]] == [done["message_id"]]
     message = stored["messages"][0]

@@ -171,6 +171,7 @@ async def retrieve(
         mode="hybrid",
         prefetch_limit=settings.retrieval_prefetch,
         weights=(settings.dense_weight, settings.sparse_weight),
+        with_dense=True,
     )
     names = {str(k): v for k, v in upload_names.items()}
     sources = [
@@ -187,7 +188,7 @@ async def retrieve(
         for i, hit in enumerate(hits, start=1)
         if hit.user_id == str(user_id) and hit.upload_id in names  # defence in depth
     ]
-    similarity = await _best_similarity(res, dense, sources)
+    similarity = _best_similarity(dense, [h.dense for h in hits[:3]])
     relevant = (
         bool(sources)
         and similarity >= settings.min_similarity
@@ -198,13 +199,15 @@ async def retrieve(
     )
 
 
-async def _best_similarity(res: Resources, query: list[float], sources: Sequence[Source]) -> float:
-    """Cosine similarity of the query to its closest passage among the top three."""
-    if not sources:
+def _best_similarity(query: list[float], passages: Sequence[list[float] | None]) -> float:
+    """Cosine similarity of the query to its closest passage among the top three (the stored
+    vectors are normalised, so it is their dot product)."""
+    vectors = [v for v in passages if v]
+    if not vectors:
         return 0.0
-    top = [s.text for s in sources[:3]]
-    vectors = np.asarray(await res.embedder.embed_documents(top), dtype=np.float32)
-    return float(np.max(vectors @ np.asarray(query, dtype=np.float32)))
+    return float(
+        np.max(np.asarray(vectors, dtype=np.float32) @ np.asarray(query, dtype=np.float32))
+    )
 
 
 def specific_terms(question: str) -> set[str]:

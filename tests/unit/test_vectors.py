@@ -162,6 +162,24 @@ async def test_payload_round_trips_in_chunk_order(store: VectorStore) -> None:
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
+async def test_hits_carry_their_stored_dense_vector_when_asked(
+    store: VectorStore, mode: Mode
+) -> None:
+    points = [chunk("up-1", i, text=f"revenue figure {i}") for i in range(5)]
+    await store.upsert(points)
+    query = points[2].dense
+    args = {"user_id": "alice", "upload_ids": ["up-1"], "dense": query, "limit": 3, "mode": mode}
+    hits = await store.search(sparse=sparse_query("revenue figure 2"), with_dense=True, **args)
+    assert hits
+    by_id = {point_id("up-1", p.chunk_index): p.dense for p in points}
+    for hit in hits:
+        assert hit.dense is not None
+        assert max(abs(a - b) for a, b in zip(hit.dense, by_id[hit.chunk_id], strict=True)) < 1e-4
+    plain = await store.search(sparse=sparse_query("revenue figure 2"), **args)
+    assert all(h.dense is None for h in plain)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
 async def test_user_isolation(store: VectorStore, mode: Mode) -> None:
     text = "Form 10-K revenue $17,455 million"
     points = [chunk("alice-up", i, user_id="alice", text=text) for i in range(3)]

@@ -252,6 +252,7 @@ class EdgeVectorStore:
         mode: Literal["hybrid", "dense", "sparse"] = "hybrid",
         prefetch_limit: int = 50,
         weights: tuple[float, float] = (1.0, 1.0),
+        with_dense: bool = False,
     ) -> list[Hit]:
         name = self._require_collection()
         if not upload_ids or limit <= 0:
@@ -261,6 +262,7 @@ class EdgeVectorStore:
             return []
         dense_query = list(dense)
         scope_ids = list(upload_ids)
+        wanted = [DENSE] if with_dense else False
 
         def call() -> list[Hit]:
             scope = _scope(user_id, scope_ids)
@@ -270,11 +272,19 @@ class EdgeVectorStore:
             )
             if mode == "dense":
                 request = qe.QueryRequest(
-                    limit=limit, query=dense_nearest, filter=scope, with_payload=True
+                    limit=limit,
+                    query=dense_nearest,
+                    filter=scope,
+                    with_payload=True,
+                    with_vector=wanted,
                 )
             elif mode == "sparse":
                 request = qe.QueryRequest(
-                    limit=limit, query=sparse_nearest, filter=scope, with_payload=True
+                    limit=limit,
+                    query=sparse_nearest,
+                    filter=scope,
+                    with_payload=True,
+                    with_vector=wanted,
                 )
             else:
                 # The scope goes on each prefetch as well as on the fused query, as in
@@ -293,9 +303,10 @@ class EdgeVectorStore:
                     prefetches=prefetches,
                     filter=scope,
                     with_payload=True,
+                    with_vector=wanted,
                 )
             points = self._shard(name).query(request)
-            return [_hit(p.id, p.payload, p.score) for p in points]
+            return [_hit(p.id, p.payload, p.score, p.vector) for p in points]
 
         return await self._run("search", call)
 

@@ -82,6 +82,8 @@ class Hit(msgspec.Struct, frozen=True):
     pages: list[int]
     text: str
     score: float
+    dense: list[float] | None = None
+    """The stored dense vector, when the search asked for it (``with_dense``)."""
 
 
 class _ChunkPayload(msgspec.Struct, frozen=True):
@@ -133,12 +135,14 @@ class VectorStore(Protocol):
         mode: Literal["hybrid", "dense", "sparse"] = "hybrid",
         prefetch_limit: int = 50,
         weights: tuple[float, float] = (1.0, 1.0),
+        with_dense: bool = False,
     ) -> list[Hit]:
         """Best ``limit`` chunks of ``user_id``'s ``upload_ids``, best first.
 
         ``hybrid`` fuses a dense and a sparse candidate list (``prefetch_limit`` each) by
         reciprocal-rank fusion, weighting the two rankings by ``weights`` (dense, sparse);
-        ``dense`` and ``sparse`` use one of them alone.
+        ``dense`` and ``sparse`` use one of them alone. ``with_dense`` also returns each hit's
+        stored dense vector.
         """
         ...
 
@@ -354,6 +358,7 @@ class QdrantVectorStore:
         mode: Literal["hybrid", "dense", "sparse"] = "hybrid",
         prefetch_limit: int = 50,
         weights: tuple[float, float] = (1.0, 1.0),
+        with_dense: bool = False,
     ) -> list[Hit]:
         collection = self._require_collection()
         if not upload_ids or limit <= 0:
@@ -398,9 +403,9 @@ class QdrantVectorStore:
             query_filter=scope,
             limit=limit,
             with_payload=True,
-            with_vectors=False,
+            with_vectors=[DENSE] if with_dense else False,
         )
-        return [_hit(p.id, p.payload, p.score) for p in response.points]
+        return [_hit(p.id, p.payload, p.score, p.vector) for p in response.points]
 
     async def scroll(self, *, upload_id: str, limit: int = 10_000) -> list[Hit]:
         records, _next = await self._call(
@@ -497,8 +502,9 @@ def _scope(user_id: str, upload_ids: Sequence[str]) -> models.Filter:
     )
 
 
-def _hit(point: object, payload: object, score: float) -> Hit:
+def _hit(point: object, payload: object, score: float, vectors: object = None) -> Hit:
     data = msgspec.convert(payload, _ChunkPayload)
+    dense = vectors.get(DENSE) if isinstance(vectors, dict) else None
     return Hit(
         chunk_id=str(point),
         upload_id=data.upload_id,
@@ -507,4 +513,5 @@ def _hit(point: object, payload: object, score: float) -> Hit:
         pages=data.pages,
         text=data.text,
         score=float(score),
+        dense=[float(x) for x in dense] if isinstance(dense, list) else None,
     )

@@ -201,34 +201,19 @@ async def ingest_documents(env: dict[str, str], workdir: Path) -> list[dict[str,
 
 async def raw_embedding(settings: Settings, rows: list[dict[str, Any]]) -> None:
     """Embed each document's stored chunks again, alone, with the same embedder and batches."""
-    from qdrant_client import QdrantClient
-
     from pdfqa.embeddings import create_embedder
+    from pdfqa.store.vectors import open_vector_store
 
-    client = QdrantClient(path=str(settings.data_dir / "qdrant"))
-    collection = client.get_collections().collections[0].name
-    texts: dict[str, list[str]] = {}
-    for row in rows:
-        from qdrant_client import models
-
-        points, _ = client.scroll(
-            collection,
-            scroll_filter=models.Filter(
-                must=[
-                    models.FieldCondition(
-                        key="upload_id", match=models.MatchValue(value=row["upload_id"])
-                    )
-                ]
-            ),
-            limit=100_000,
-            with_payload=True,
-        )
-        points.sort(key=lambda p: p.payload["chunk_index"])  # type: ignore[index]
-        texts[row["upload_id"]] = [p.payload["text"] for p in points]  # type: ignore[index]
-    client.close()
     async with httpx.AsyncClient() as http:
         embedder = create_embedder(settings, http)
         await embedder.start()
+        store = open_vector_store(settings)  # the server has exited: this process may open it
+        await store.ensure_collection(embedder.name, embedder.dimensions)
+        texts = {
+            row["upload_id"]: [h.text for h in await store.scroll(upload_id=row["upload_id"])]
+            for row in rows
+        }
+        await store.aclose()
         for row in rows:
             chunks = texts[row["upload_id"]]
             t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+from bench.ingest import reset_database
 
 from pdfqa.ingest import ingest_upload
 from pdfqa.resources import Resources, open_resources
@@ -30,22 +30,12 @@ from pdfqa.store import uploads, users
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parents[1] / "shared" / "corpus"
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB = "pdfqa_eval"
 MODES = ("dense", "sparse", "hybrid")
 
 
 def load_questions(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-async def fresh_database(name: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        for verb in ("DROP DATABASE IF EXISTS %I WITH (FORCE)", "CREATE DATABASE %I"):
-            await conn.execute(await conn.fetchval("SELECT format($1, $2::text)", verb, name))
-    finally:
-        await conn.close()
 
 
 async def ingest_corpus(res: Resources, docs: list[str]) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
@@ -170,7 +160,7 @@ def main() -> None:
         data_dir=args.data,
     )
     if args.fresh or not args.data.exists():
-        asyncio.run(fresh_database(DB))
+        asyncio.run(reset_database(DB))
         if args.data.exists():
             import shutil
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -82,3 +86,66 @@ def processes() -> Iterator[list[Process]]:
     yield started
     for p in reversed(started):
         p.stop()
+
+
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+Event = tuple[str, dict[str, Any]]
+
+
+def register(http: httpx.Client) -> dict[str, str]:
+    """A new account, logged in: the bearer header."""
+    email, password = f"e2e-{uuid.uuid4().hex[:8]}@example.com", "a long password"
+    r = http.post("/api/v1/auth/register", json={"email": email, "password": password})
+    assert r.status_code == 201, r.text
+    r = http.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def sse_lines(chunks: Iterator[str]) -> Iterator[str]:
+    """Lines as the SSE spec cuts them: at CR, LF or CRLF only.
+
+    Not ``httpx.Response.iter_lines``: it splits like ``str.splitlines``, also at U+2028, U+0085
+    and the like, which JSON leaves unescaped and a model may well write.
+    """
+    buffer = ""
+    for chunk in chunks:
+        buffer += chunk
+        while match := LINE_BREAK.search(buffer):
+            if match[0] == "\r" and match.end() == len(buffer):
+                break  # perhaps the first half of a CRLF: wait for the next chunk
+            yield buffer[: match.start()]
+            buffer = buffer[match.end() :]
+    if buffer:
+        yield buffer
+
+
+def progress(http: httpx.Client, url: str, headers: dict[str, str]) -> list[Event]:
+    """Read an upload's progress stream until ``ready`` or ``failed``."""
+    events: list[Event] = []
+    name = ""
+    with http.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=300)) as r:
+        assert r.status_code == 200
+        for line in sse_lines(r.iter_text()):
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((name, json.loads(line.split(":", 1)[1])))
+                if name in ("ready", "failed"):
+                    break
+    return events
+
+
+def upload_ready(
+    http: httpx.Client, headers: dict[str, str], path: Path, proc: Process
+) -> tuple[str, list[Event]]:
+    """Upload a PDF and follow its progress until it is ready; the upload id and the events."""
+    with path.open("rb") as f:
+        r = http.post(
+            "/api/v1/uploads", files={"file": (path.name, f, "application/pdf")}, headers=headers
+        )
+    assert r.status_code == 202, r.text
+    upload_id: str = r.json()["id"]
+    events = progress(http, f"/api/v1/uploads/{upload_id}/events", headers)
+    assert events[-1][0] == "ready", (events, proc.output())
+    return upload_id, events

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 import uuid
@@ -29,8 +28,16 @@ import pytest
 
 from pdfqa.answer import NOT_FOUND
 from pdfqa.settings import Settings
-from tests.e2e.conftest import BIN, Process, environment, free_port, wait_healthy
-from tests.e2e.test_processes import register, sse
+from tests.e2e.conftest import (
+    BIN,
+    Process,
+    environment,
+    free_port,
+    register,
+    sse_lines,
+    upload_ready,
+    wait_healthy,
+)
 
 LLM_PYTHON = "PDFQA_TEST_LLM_PYTHON"
 
@@ -45,7 +52,6 @@ MAX_TOKENS = 64
 LLM_STARTUP_S = 120.0
 ANSWER_TIMEOUT = httpx.Timeout(30, read=240)
 SSE = {"Accept": "text/event-stream"}
-LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -172,16 +178,7 @@ def stack(
         wait_healthy(base, server)
         with httpx.Client(base_url=base, timeout=30) as http:
             headers = register(http)
-            with (corpus / "DeepSeek_R1.pdf").open("rb") as f:
-                r = http.post(
-                    "/api/v1/uploads",
-                    files={"file": ("DeepSeek_R1.pdf", f, "application/pdf")},
-                    headers=headers,
-                )
-            assert r.status_code == 202, r.text
-            upload_id = r.json()["id"]
-            events = sse(http, f"/api/v1/uploads/{upload_id}/events", headers)
-            assert events[-1][0] == "ready", (events, server.output())
+            upload_id, _ = upload_ready(http, headers, corpus / "DeepSeek_R1.pdf", server)
         yield Stack(base=base, headers=headers, upload_id=upload_id, llama=llama_process)
     finally:
         server.stop()
@@ -193,24 +190,6 @@ def new_conversation(http: httpx.Client, stack: Stack) -> str:
     )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
-
-
-def sse_lines(chunks: Iterator[str]) -> Iterator[str]:
-    """Lines as the SSE spec cuts them: at CR, LF or CRLF only.
-
-    Not ``httpx.Response.iter_lines``: it splits like ``str.splitlines``, also at U+2028, U+0085
-    and the like, which JSON leaves unescaped and a model may well write.
-    """
-    buffer = ""
-    for chunk in chunks:
-        buffer += chunk
-        while match := LINE_BREAK.search(buffer):
-            if match[0] == "\r" and match.end() == len(buffer):
-                break  # perhaps the first half of a CRLF: wait for the next chunk
-            yield buffer[: match.start()]
-            buffer = buffer[match.end() :]
-    if buffer:
-        yield buffer
 
 
 def ask_streaming(

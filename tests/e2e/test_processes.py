@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import uuid
 from collections.abc import Coroutine
@@ -16,7 +15,15 @@ import msgspec
 import pytest
 
 from pdfqa.settings import Settings
-from tests.e2e.conftest import BIN, Process, environment, free_port, wait_healthy
+from tests.e2e.conftest import (
+    BIN,
+    Process,
+    environment,
+    free_port,
+    register,
+    upload_ready,
+    wait_healthy,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -50,33 +57,6 @@ async def count_points(settings: Settings, data_dir: Path, upload_id: str) -> in
             await store.aclose()
 
 
-def register(http: httpx.Client) -> dict[str, str]:
-    email, password = f"e2e-{uuid.uuid4().hex[:8]}@example.com", "a long password"
-    assert (
-        http.post("/api/v1/auth/register", json={"email": email, "password": password}).status_code
-        == 201
-    )
-    r = http.post("/api/v1/auth/login", json={"email": email, "password": password})
-    assert r.status_code == 200
-    return {"Authorization": f"Bearer {r.json()['token']}"}
-
-
-def sse(http: httpx.Client, url: str, headers: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
-    """Read the progress stream until ``ready`` or ``failed``."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    name = ""
-    with http.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=300)) as r:
-        assert r.status_code == 200
-        for line in r.iter_lines():
-            if line.startswith("event:"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                events.append((name, json.loads(line.split(":", 1)[1])))
-                if name in ("ready", "failed"):
-                    break
-    return events
-
-
 def test_pdfqa_serve_runs_the_whole_product_in_one_process(
     settings: Settings, corpus: Path, processes: list[Process], tmp_path: Path
 ) -> None:
@@ -93,17 +73,7 @@ def test_pdfqa_serve_runs_the_whole_product_in_one_process(
         ready = http.get("/ready")
         assert ready.status_code == 200, ready.text
         headers = register(http)
-        with (corpus / "DeepSeek_R1.pdf").open("rb") as f:
-            r = http.post(
-                "/api/v1/uploads",
-                files={"file": ("DeepSeek_R1.pdf", f, "application/pdf")},
-                headers=headers,
-            )
-        assert r.status_code == 202, r.text
-        upload_id = r.json()["id"]
-
-        events = sse(http, f"/api/v1/uploads/{upload_id}/events", headers)
-        assert events[-1][0] == "ready", (events, server.output())
+        upload_id, events = upload_ready(http, headers, corpus / "DeepSeek_R1.pdf", server)
         assert events[-1][1]["pages_total"] == 22
         assert [n for n, _ in events[:-1]] == ["progress"] * (len(events) - 1)
 
@@ -137,16 +107,7 @@ def test_a_separate_arq_worker_processes_jobs_the_api_enqueued(
     wait_healthy(base, api)
     with httpx.Client(base_url=base, timeout=30) as http:
         headers = register(http)
-        with (corpus / "quivr_sample.pdf").open("rb") as f:
-            r = http.post(
-                "/api/v1/uploads",
-                files={"file": ("quivr_sample.pdf", f, "application/pdf")},
-                headers=headers,
-            )
-        assert r.status_code == 202, r.text
-        upload_id = r.json()["id"]
-        events = sse(http, f"/api/v1/uploads/{upload_id}/events", headers)
-        assert events[-1][0] == "ready", (events, worker.output())
+        upload_id, events = upload_ready(http, headers, corpus / "quivr_sample.pdf", worker)
         chunks = events[-1][1]["chunks"]
         job = http.get(f"/api/v1/jobs/ingest:{upload_id}", headers=headers).json()
         assert job["status"] == "complete"

@@ -31,7 +31,12 @@ def serve(settings: Settings, processes: int = 1) -> None:
     if processes > 1 and settings.embedded_worker:
         raise SystemExit("--processes above 1 needs --no-worker (run `pdfqa worker` separately)")
     mode = "with an embedded worker" if settings.embedded_worker else "API only"
-    vectors = settings.qdrant_url or f"local Qdrant in {settings.data_dir / 'qdrant'}"
+    if settings.qdrant_url:
+        vectors = f"Qdrant at {settings.qdrant_url}"
+    elif settings.embedded_vectors == "edge":
+        vectors = f"embedded qdrant-edge in {settings.data_dir / 'edge'}"
+    else:
+        vectors = f"qdrant-client local mode in {settings.data_dir / 'qdrant'}"
     print(  # noqa: T201 - the one line a person running `make run` looks for
         f"pdfqa is starting on http://{settings.host}:{settings.port}/ ({mode}; {vectors})",
         flush=True,

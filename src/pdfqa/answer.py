@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from uuid import UUID
@@ -17,7 +17,7 @@ from uuid import UUID
 import msgspec
 
 from pdfqa.citations import Citation, Source
-from pdfqa.llm import ChatMessage, ChatModel
+from pdfqa.llm import ChatMessage
 
 __all__ = [
     "EXTRACTIVE_LABEL",
@@ -28,7 +28,6 @@ __all__ = [
     "Sources",
     "Token",
     "extractive_answer",
-    "generated_answer",
     "prompt",
     "rewrite_messages",
 ]
@@ -106,12 +105,6 @@ def rewrite_messages(question: str, history: Sequence[tuple[str, str]]) -> list[
 
 def _span(pages: Sequence[int]) -> list[int]:
     return [pages[0], pages[-1]] if len(pages) > 1 and pages[0] != pages[-1] else [pages[0]]
-
-
-async def generated_answer(model: ChatModel, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
-    """The model's answer in pieces (errors propagate as UpstreamUnavailable)."""
-    async for piece in model.stream(messages):
-        yield piece
 
 
 def extractive_answer(question: str, sources: Sequence[Source]) -> str:

@@ -170,7 +170,7 @@ async def _answer(
             mode, stream = "not_found", _replay(NOT_FOUND)
         elif res.chat is not None:
             messages = answering.prompt(question, sources, history)
-            mode, stream = "generated", answering.generated_answer(res.chat, messages)
+            mode, stream = "generated", res.chat.stream(messages)
         else:
             mode, stream = "extractive", _replay(answering.extractive_answer(query, sources))
         async for piece in stream:

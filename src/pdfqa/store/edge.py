@@ -270,18 +270,10 @@ class EdgeVectorStore:
             sparse_nearest = qe.Query.Nearest(
                 qe.SparseVector(sparse.indices, sparse.values), using=SPARSE
             )
-            if mode == "dense":
+            if mode in ("dense", "sparse"):
                 request = qe.QueryRequest(
                     limit=limit,
-                    query=dense_nearest,
-                    filter=scope,
-                    with_payload=True,
-                    with_vector=wanted,
-                )
-            elif mode == "sparse":
-                request = qe.QueryRequest(
-                    limit=limit,
-                    query=sparse_nearest,
+                    query=dense_nearest if mode == "dense" else sparse_nearest,
                     filter=scope,
                     with_payload=True,
                     with_vector=wanted,

@@ -207,8 +207,8 @@ async def raw_embedding(settings: Settings, rows: list[dict[str, Any]]) -> None:
     async with httpx.AsyncClient() as http:
         embedder = create_embedder(settings, http)
         await embedder.start()
-        store = open_vector_store(settings)  # the server has exited: this process may open it
-        await store.ensure_collection(embedder.name, embedder.dimensions)
+        # The server has exited: this process may open the store.
+        store = open_vector_store(settings, embedder.name, embedder.dimensions)
         texts = {
             row["upload_id"]: [h.text for h in await store.scroll(upload_id=row["upload_id"])]
             for row in rows

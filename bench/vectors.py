@@ -7,7 +7,7 @@ hybrid query pdfqa runs (user_id + 3 upload_ids, dense and sparse prefetch of 50
 
 Engines (``--engines``, comma-separated, in this order by default):
 
-* ``store``: :class:`~pdfqa.store.edge.EdgeVectorStore` through the ``VectorStore`` protocol
+* ``store``: :class:`~pdfqa.store.vectors.edge.EdgeVectorStore` through the ``VectorStore`` protocol
   (batches of 32, the default ``embed_batch_size``), with the largest event-loop stall seen
   while it upserts and searches (qdrant-edge holds the GIL during each call);
 * ``edge``: qdrant-edge-py called directly (batches of 64, one flush at the end);
@@ -35,8 +35,9 @@ from pathlib import Path
 import qdrant_edge as qe
 
 from pdfqa.sparse import SparseVector, sparse_document, sparse_query
-from pdfqa.store.edge import EdgeVectorStore
-from pdfqa.store.vectors import ChunkPoint, QdrantVectorStore, point_id
+from pdfqa.store.vectors import ChunkPoint, point_id
+from pdfqa.store.vectors.edge import EdgeVectorStore
+from pdfqa.store.vectors.qdrant import QdrantVectorStore
 
 DIMS = 384
 BATCH = 64
@@ -99,10 +100,10 @@ class LocalBench:
     name = "qdrant-client local (path)"
 
     def __init__(self, root: Path) -> None:
-        self.store = QdrantVectorStore(path=root / "local")
+        self.store = QdrantVectorStore("bench", DIMS, path=root / "local")
 
     async def setup(self) -> None:
-        await self.store.ensure_collection("bench", DIMS)
+        await self.store.count()  # creates the collection
 
     async def upsert(self, points: list[ChunkPoint]) -> None:
         for start in range(0, len(points), BATCH):
@@ -157,11 +158,11 @@ class StoreBench:
     name = "EdgeVectorStore (protocol)"
 
     def __init__(self, root: Path) -> None:
-        self.store = EdgeVectorStore(root / "store")
+        self.store = EdgeVectorStore(root / "store", "bench", DIMS)
         self.stall = LoopStall()
 
     async def setup(self) -> None:
-        await self.store.ensure_collection("bench", DIMS)
+        await self.store.count()  # opens the shard
         self.stall.__enter__()
 
     async def upsert(self, points: list[ChunkPoint]) -> None:

@@ -80,7 +80,6 @@ async def evaluate(settings: Settings, questions: list[dict[str, Any]], k: int) 
     docs = sorted({q["doc"] for q in questions})
     async with open_resources(settings) as res:
         user_id, ids = await ingest_corpus(res, docs)
-        await res.vectors.ensure_collection(res.embedder.name, res.embedder.dimensions)
         stats: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in MODES}
         misses: list[str] = []
         verdicts = {"answerable": [0, 0], "unanswerable": [0, 0]}

@@ -143,8 +143,7 @@ async def ingest_upload(res: Resources, upload_id: UUID) -> IngestResult:
 
 
 async def remove_vectors(res: Resources, upload_id: UUID) -> None:
-    """Delete every vector of an upload (opening the embedder's collection first)."""
-    await res.vectors.ensure_collection(res.embedder.name, res.embedder.dimensions)
+    """Delete every vector of an upload."""
     await res.vectors.delete_upload(str(upload_id))
 
 

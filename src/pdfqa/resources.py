@@ -72,11 +72,12 @@ async def open_resources(
             timeout=httpx.Timeout(60.0, connect=10.0), transport=http_transport
         )
         stack.push_async_callback(http.aclose)
-        vectors = open_vector_store(settings)
-        stack.push_async_callback(vectors.aclose)
         embedder = create_embedder(settings, http)
         stack.push_async_callback(embedder.aclose)
         await embedder.start()
+        # After the embedder: its name and (probed) size fix the store's collection.
+        vectors = open_vector_store(settings, embedder.name, embedder.dimensions)
+        stack.push_async_callback(vectors.aclose)
         yield Resources(
             settings=settings,
             db=pool,

@@ -161,7 +161,6 @@ async def retrieve(
     limit = limit or settings.retrieval_top_k
     dense = await embed_query(res, query)
     upload_ids = [str(u) for u in upload_names]
-    await res.vectors.ensure_collection(res.embedder.name, res.embedder.dimensions)
     hits = await res.vectors.search(
         user_id=str(user_id),
         upload_ids=upload_ids,

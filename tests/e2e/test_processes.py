@@ -45,12 +45,11 @@ async def count_points(settings: Settings, data_dir: Path, upload_id: str) -> in
     local = msgspec.structs.replace(
         settings, data_dir=data_dir, embedded_vectors=Settings().embedded_vectors
     )
-    store = open_vector_store(local)
     async with httpx.AsyncClient() as http:
         embedder = create_embedder(local, http)
         await embedder.start()
+        store = open_vector_store(local, embedder.name, embedder.dimensions)
         try:
-            await store.ensure_collection(embedder.name, embedder.dimensions)
             return await store.count(upload_id=upload_id)
         finally:
             await embedder.aclose()

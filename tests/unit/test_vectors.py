@@ -14,15 +14,15 @@ import pytest
 from pdfqa.errors import UpstreamUnavailable
 from pdfqa.settings import Settings
 from pdfqa.sparse import sparse_document, sparse_query
-from pdfqa.store.edge import EdgeVectorStore
 from pdfqa.store.vectors import (
     ChunkPoint,
-    QdrantVectorStore,
     VectorStore,
     collection_name,
     open_vector_store,
     point_id,
 )
+from pdfqa.store.vectors.edge import EdgeVectorStore
+from pdfqa.store.vectors.qdrant import QdrantVectorStore
 
 DIMS = 16
 
@@ -61,9 +61,17 @@ def chunk(
     )
 
 
-def embedded(engine: Engine, data_dir: Path) -> VectorStore:
+EDGE_COLLECTION = collection_name("test-embedder", DIMS)
+
+
+def embedded(engine: Engine, data_dir: Path, embedder: str = "test-embedder") -> VectorStore:
     """The embedded store a user running without PDFQA_QDRANT_URL gets."""
-    return open_vector_store(Settings(data_dir=data_dir, embedded_vectors=engine))
+    settings = Settings(data_dir=data_dir, embedded_vectors=engine)
+    return open_vector_store(settings, embedder, DIMS)
+
+
+def edge_store(root: Path) -> EdgeVectorStore:
+    return EdgeVectorStore(root, EDGE_COLLECTION, DIMS)
 
 
 @pytest.fixture(params=ENGINES)
@@ -76,7 +84,7 @@ def engine(request: pytest.FixtureRequest) -> Engine:
 async def store(engine: Engine, tmp_path: Path) -> AsyncIterator[VectorStore]:
     """The same behaviour, checked on both embedded engines."""
     vector_store = embedded(engine, tmp_path / "data")
-    await vector_store.ensure_collection("test-embedder", DIMS)
+    await vector_store.ping()  # opened, as the app's lifespan leaves it after its health check
     yield vector_store
     await vector_store.aclose()
 
@@ -101,11 +109,16 @@ def test_collection_name_separates_models_and_sizes() -> None:
 
 
 def test_open_vector_store_picks_the_configured_engine(tmp_path: Path) -> None:
-    server = open_vector_store(Settings(data_dir=tmp_path, qdrant_url="http://127.0.0.1:1"))
+    server = open_vector_store(
+        Settings(data_dir=tmp_path, qdrant_url="http://127.0.0.1:1"), "m", DIMS
+    )
     assert isinstance(server, QdrantVectorStore)
     assert not server.local
-    assert isinstance(open_vector_store(Settings(data_dir=tmp_path)), EdgeVectorStore)
-    local = open_vector_store(Settings(data_dir=tmp_path, embedded_vectors="local"))
+    assert server.collection == collection_name("m", DIMS)
+    edge = open_vector_store(Settings(data_dir=tmp_path), "m", DIMS)
+    assert isinstance(edge, EdgeVectorStore)
+    assert edge.collection == collection_name("m", DIMS)
+    local = open_vector_store(Settings(data_dir=tmp_path, embedded_vectors="local"), "m", DIMS)
     assert isinstance(local, QdrantVectorStore)
     assert local.local
 
@@ -119,10 +132,11 @@ async def test_open_vector_store_does_no_io(tmp_path: Path, engine: Engine, fold
     await vector_store.aclose()
 
 
-async def test_requires_ensure_collection(engine: Engine, tmp_path: Path) -> None:
+async def test_the_first_call_creates_the_collection(engine: Engine, tmp_path: Path) -> None:
     vector_store = embedded(engine, tmp_path / "data")
-    with pytest.raises(RuntimeError, match="ensure_collection"):
-        await vector_store.count()
+    assert await vector_store.count() == 0  # no "select the collection" call before it
+    await vector_store.upsert([chunk("up-1", 0)])
+    assert await vector_store.count(upload_id="up-1") == 1
     await vector_store.aclose()
 
 
@@ -272,12 +286,18 @@ async def test_sparse_scores_apply_idf(store: VectorStore) -> None:
     assert [h.chunk_index for h in hits] == [31, 30]
 
 
-async def test_collections_are_per_embedder(store: VectorStore) -> None:
+async def test_collections_are_per_embedder(
+    store: VectorStore, engine: Engine, tmp_path: Path
+) -> None:
     await store.upsert([chunk("up-1", 0)])
-    await store.ensure_collection("test-embedder", DIMS)  # idempotent
     assert await store.count() == 1
-    await store.ensure_collection("other-embedder", 8)
-    assert await store.count() == 0
+    await store.aclose()
+    other = embedded(engine, tmp_path / "data", embedder="other-embedder")
+    assert await other.count() == 0
+    await other.aclose()
+    again = embedded(engine, tmp_path / "data")
+    assert await again.count() == 1
+    await again.aclose()
 
 
 async def test_second_client_on_the_folder_is_refused(
@@ -307,7 +327,7 @@ async def test_second_process_on_the_folder_is_refused(
             settings = Settings(
                 data_dir=pathlib.Path({str(tmp_path / "data")!r}), embedded_vectors={engine!r}
             )
-            store = open_vector_store(settings)
+            store = open_vector_store(settings, "test-embedder", 16)
             try:
                 await store.ping()
             except UpstreamUnavailable as err:
@@ -337,7 +357,7 @@ async def test_second_process_on_the_folder_is_refused(
 
 async def test_unreachable_server_is_upstream_unavailable() -> None:
     # Port 1 on loopback refuses connections at once; no server needed.
-    vector_store = QdrantVectorStore(url="http://127.0.0.1:1")
+    vector_store = QdrantVectorStore("c", DIMS, url="http://127.0.0.1:1")
     with pytest.raises(UpstreamUnavailable):
         await vector_store.ping()
     await vector_store.aclose()
@@ -348,8 +368,7 @@ async def test_unreachable_server_is_upstream_unavailable() -> None:
 
 async def test_edge_points_and_deletes_survive_close_and_reopen(tmp_path: Path) -> None:
     root = tmp_path / "edge"
-    store = EdgeVectorStore(root)
-    await store.ensure_collection("test-embedder", DIMS)
+    store = edge_store(root)
     points = [chunk("up-1", i, text=f"revenue segment {i}") for i in range(40)]
     await store.upsert(points[:20])
     await store.upsert(points[20:])
@@ -369,8 +388,7 @@ async def test_edge_points_and_deletes_survive_close_and_reopen(tmp_path: Path) 
     before = await search(store)
     await store.aclose()
 
-    reopened = EdgeVectorStore(root)
-    await reopened.ensure_collection("test-embedder", DIMS)
+    reopened = edge_store(root)
     assert await reopened.count() == 40
     assert await reopened.count(upload_id="up-2") == 0
     assert [h.text for h in await reopened.scroll(upload_id="up-1")] == [p.text for p in points]
@@ -388,13 +406,14 @@ async def test_edge_upserts_survive_a_killed_process(tmp_path: Path) -> None:
         f"""
         import asyncio, os, pathlib, signal, sys
         import msgspec
-        from pdfqa.store.edge import EdgeVectorStore
-        from pdfqa.store.vectors import ChunkPoint
+        from pdfqa.store.vectors import ChunkPoint, collection_name
+        from pdfqa.store.vectors.edge import EdgeVectorStore
 
         async def main():
             points = msgspec.json.decode(sys.stdin.buffer.read(), type=list[ChunkPoint])
-            store = EdgeVectorStore(pathlib.Path({str(root)!r}))
-            await store.ensure_collection("test-embedder", {DIMS})
+            store = EdgeVectorStore(
+                pathlib.Path({str(root)!r}), collection_name("test-embedder", {DIMS}), {DIMS}
+            )
             await store.upsert(points[:25])
             await store.upsert(points[25:])
             print("upserted", flush=True)
@@ -419,8 +438,7 @@ async def test_edge_upserts_survive_a_killed_process(tmp_path: Path) -> None:
     assert process.returncode == -signal.SIGKILL, stderr.decode()
     assert stdout == b"upserted\n"
 
-    store = EdgeVectorStore(root)
-    await store.ensure_collection("test-embedder", DIMS)
+    store = edge_store(root)
     assert await store.count(upload_id="up-1") == 50
     assert [h.text for h in await store.scroll(upload_id="up-1")] == [p.text for p in points]
     await store.aclose()
@@ -432,22 +450,51 @@ async def test_edge_shard_held_by_another_engine_user_is_refused(tmp_path: Path)
     import qdrant_edge
 
     root = tmp_path / "edge"
-    store = EdgeVectorStore(root)
-    await store.ensure_collection("test-embedder", DIMS)
+    store = edge_store(root)
+    await store.ping()
     await store.aclose()
-    shard = qdrant_edge.EdgeShard.load(str(root / collection_name("test-embedder", DIMS)))
+    shard = qdrant_edge.EdgeShard.load(str(root / EDGE_COLLECTION))
     try:
         with pytest.raises(UpstreamUnavailable, match="PDFQA_QDRANT_URL"):
-            await store.ensure_collection("test-embedder", DIMS)
+            await store.count()
     finally:
         shard.close()
         await store.aclose()
 
 
 async def test_edge_engine_errors_are_upstream_unavailable(tmp_path: Path) -> None:
-    store = EdgeVectorStore(tmp_path / "edge")
-    await store.ensure_collection("test-embedder", DIMS)
+    store = edge_store(tmp_path / "edge")
     with pytest.raises(UpstreamUnavailable, match="upsert"):
         await store.upsert([chunk("up-1", 0, dense=[1.0] * (DIMS + 1))])
     assert await store.count() == 0
     await store.aclose()
+
+
+async def test_hybrid_search_gives_every_upload_a_fair_share(store: VectorStore) -> None:
+    # A large upload whose every chunk is close to the query, and a small one whose one chunk
+    # is less close: the small one still gets into the top results, ahead of the large
+    # upload's second-best chunk.
+    rng = random.Random(7)
+    query = random_dense(rng)
+    near = [unit([q + 0.05 * rng.gauss(0, 1) for q in query]) for _ in range(30)]
+    large = [chunk("large", i, text=f"budget line {i}", dense=v) for i, v in enumerate(near)]
+    far = unit([q + 0.8 * rng.gauss(0, 1) for q in query])
+    small = [chunk("small", 0, text="a budget summary", dense=far)]
+    await store.upsert([*large, *small])
+    hits = await store.search(
+        user_id="alice",
+        upload_ids=["large", "small"],
+        dense=query,
+        sparse=sparse_query("budget"),
+        limit=2,
+    )
+    assert {h.upload_id for h in hits} == {"large", "small"}
+    alone = await store.search(
+        user_id="alice",
+        upload_ids=["large", "small"],
+        dense=query,
+        sparse=sparse_query("x"),
+        limit=2,
+        mode="dense",
+    )
+    assert {h.upload_id for h in alone} == {"large"}  # without the fair share it is crowded out

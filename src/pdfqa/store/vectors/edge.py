@@ -1,8 +1,9 @@
 """The embedded vector store on qdrant-edge: Qdrant's engine in-process, no server.
 
-:class:`EdgeVectorStore` implements :class:`~pdfqa.store.vectors.VectorStore` with the same
-semantics as :class:`~pdfqa.store.vectors.QdrantVectorStore` (same point ids, payloads, scopes
-and RRF constant), one ``EdgeShard`` per collection under ``data_dir/edge/<collection>``.
+:class:`EdgeVectorStore` implements :class:`~pdfqa.store.vectors.base.VectorStore` with the same
+semantics as :class:`~pdfqa.store.vectors.qdrant.QdrantVectorStore` (same point ids, payloads,
+scopes and RRF constant), on the ``EdgeShard`` of its collection under
+``data_dir/edge/<collection>``.
 
 Threading. qdrant-edge is synchronous and its calls hold the GIL while they run (measured: an
 upsert, flush or optimize on another thread stalls every Python thread for its whole duration).
@@ -31,27 +32,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
-import msgspec
 import qdrant_edge as qe
 
 from pdfqa.errors import UpstreamUnavailable
 from pdfqa.sparse import SparseVector
-from pdfqa.store.vectors import (
+from pdfqa.store.vectors.base import (
     DENSE,
+    RRF_K,
     SPARSE,
     ChunkPoint,
     Hit,
-    _ChunkPayload,
-    _hit,
-    collection_name,
+    Scope,
+    SearchMode,
+    candidate_scopes,
+    decode_hit,
+    encode_payload,
     point_id,
 )
 
@@ -65,30 +67,33 @@ log = logging.getLogger(__name__)
 FLUSH_DELAY_S = 1.0
 """Longest time written points stay only in the WAL (page cache) before a flush syncs them."""
 
-RRF_K = 2
-"""Reciprocal-rank-fusion constant: Qdrant's default, which QdrantVectorStore gets."""
-
 _T = TypeVar("_T")
 
 
 class EdgeVectorStore:
-    """:class:`~pdfqa.store.vectors.VectorStore` on qdrant-edge shards under ``root``.
+    """:class:`~pdfqa.store.vectors.base.VectorStore` on the qdrant-edge shard of
+    ``collection`` under ``root``.
 
-    Construction does no I/O; the folder lock is taken by the first call.
+    Construction does no I/O; the folder lock is taken and the shard opened by the first call.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, collection: str, dimensions: int) -> None:
         self._root = root
+        self._collection = collection
+        self._dimensions = dimensions
         self._open_lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
-        self._collection: str | None = None
-        self._dimensions: dict[str, int] = {}
-        # Used on the store thread only: the folder lock and the open shards.
+        # Used on the store thread only: the folder lock and the open shard.
         self._lock_file: IO[bytes] | None = None
-        self._shards: dict[str, qe.EdgeShard] = {}
-        # Loop side: shards written since their last flush, and the task that will flush them.
-        self._dirty: set[str] = set()
+        self._open_shard: qe.EdgeShard | None = None
+        # Loop side: whether the shard was written since its last flush, and the task that
+        # will flush it.
+        self._dirty = False
         self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def collection(self) -> str:
+        return self._collection
 
     # -- the store thread --------------------------------------------------------------------
 
@@ -134,15 +139,16 @@ class EdgeVectorStore:
                 raise _locked_error(self._root) from None
         self._lock_file = handle
 
-    def _shard(self, name: str) -> qe.EdgeShard:
-        """The open shard of collection ``name``, loading or creating it (store thread)."""
-        shard = self._shards.get(name)
+    def _shard(self) -> qe.EdgeShard:
+        """The open shard of the collection, loading or creating it (store thread)."""
+        shard = self._open_shard
         if shard is not None:
             return shard
-        dimensions = self._dimensions[name]
-        path = self._root / name
+        path = self._root / self._collection
         config = qe.EdgeConfig(
-            vectors={DENSE: qe.EdgeVectorParams(size=dimensions, distance=qe.Distance.Cosine)},
+            vectors={
+                DENSE: qe.EdgeVectorParams(size=self._dimensions, distance=qe.Distance.Cosine)
+            },
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
         )
@@ -163,19 +169,17 @@ class EdgeVectorStore:
         except BaseException:
             shard.close()
             raise
-        self._shards[name] = shard
+        self._open_shard = shard
         return shard
 
-    def _flush(self, names: set[str]) -> None:
-        for name in names:
-            shard = self._shards.get(name)
-            if shard is not None:  # closed meanwhile: closing flushed it
-                shard.flush()
+    def _flush(self) -> None:
+        if self._open_shard is not None:  # closed meanwhile: closing flushed it
+            self._open_shard.flush()
 
     def _close_all(self) -> None:
         try:
-            while self._shards:
-                _name, shard = self._shards.popitem()
+            shard, self._open_shard = self._open_shard, None
+            if shard is not None:
                 try:
                     shard.flush()
                 finally:
@@ -187,8 +191,8 @@ class EdgeVectorStore:
 
     # -- flushing ----------------------------------------------------------------------------
 
-    def _written(self, name: str) -> None:
-        self._dirty.add(name)
+    def _written(self) -> None:
+        self._dirty = True
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
 
@@ -196,50 +200,37 @@ class EdgeVectorStore:
         await asyncio.sleep(FLUSH_DELAY_S)
         # Reset before flushing: a write landing from now on schedules the next flush.
         self._flusher = None
-        names, self._dirty = self._dirty, set()
+        self._dirty = False
         try:
-            await self._run("flush", functools.partial(self._flush, names))
+            await self._run("flush", self._flush)
         except Exception:
             # Nothing is lost: the points are in the WAL; the next flush or close retries.
             log.warning("flushing the embedded vector store failed", exc_info=True)
-            self._dirty |= names
+            self._dirty = True
 
     # -- VectorStore -------------------------------------------------------------------------
-
-    def _require_collection(self) -> str:
-        if self._collection is None:
-            raise RuntimeError("VectorStore.ensure_collection() must be called first")
-        return self._collection
-
-    async def ensure_collection(self, embedder_name: str, dimensions: int) -> None:
-        name = collection_name(embedder_name, dimensions)
-        self._dimensions[name] = dimensions
-        await self._run("ensure_collection", functools.partial(self._shard, name))
-        self._collection = name
 
     async def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if not points:
             return
-        name = self._require_collection()
         batch = list(points)
 
         def call() -> None:
-            self._shard(name).update(qe.UpdateOperation.upsert_points(_edge_points(batch)))
+            self._shard().update(qe.UpdateOperation.upsert_points(_edge_points(batch)))
 
         await self._run("upsert", call)
-        self._written(name)
+        self._written()
 
     async def delete_upload(self, upload_id: str) -> None:
-        name = self._require_collection()
-        upload = qe.Filter(must=[qe.FieldCondition("upload_id", match=qe.MatchValue(upload_id))])
+        upload = _must(Scope(upload_ids=(upload_id,)))
         operation = qe.UpdateOperation.delete_points_by_filter(upload)
-        await self._run("delete", lambda: self._shard(name).update(operation))
-        self._written(name)
+        await self._run("delete", lambda: self._shard().update(operation))
+        self._written()
 
     async def count(self, *, upload_id: str | None = None, user_id: str | None = None) -> int:
-        name = self._require_collection()
-        request = qe.CountRequest(exact=True, filter=_match(upload_id=upload_id, user_id=user_id))
-        return await self._run("count", lambda: self._shard(name).count(request))
+        scope = Scope(user_id=user_id, upload_ids=None if upload_id is None else (upload_id,))
+        request = qe.CountRequest(exact=True, filter=_filter(scope))
+        return await self._run("count", lambda: self._shard().count(request))
 
     async def search(
         self,
@@ -249,23 +240,22 @@ class EdgeVectorStore:
         dense: Sequence[float],
         sparse: SparseVector,
         limit: int,
-        mode: Literal["hybrid", "dense", "sparse"] = "hybrid",
+        mode: SearchMode = "hybrid",
         prefetch_limit: int = 50,
         weights: tuple[float, float] = (1.0, 1.0),
         with_dense: bool = False,
     ) -> list[Hit]:
-        name = self._require_collection()
         if not upload_ids or limit <= 0:
             return []
         has_terms = bool(sparse.indices)
         if mode == "sparse" and not has_terms:
             return []
         dense_query = list(dense)
-        scope_ids = list(upload_ids)
         wanted = [DENSE] if with_dense else False
+        parts = candidate_scopes(user_id, upload_ids)
 
         def call() -> list[Hit]:
-            scope = _scope(user_id, scope_ids)
+            scope = _must(Scope(user_id=user_id, upload_ids=tuple(upload_ids)))
             dense_nearest = qe.Query.Nearest(dense_query, using=DENSE)
             sparse_nearest = qe.Query.Nearest(
                 qe.SparseVector(sparse.indices, sparse.values), using=SPARSE
@@ -279,46 +269,51 @@ class EdgeVectorStore:
                     with_vector=wanted,
                 )
             else:
-                # The scope goes on each prefetch as well as on the fused query, as in
-                # QdrantVectorStore; a stop-word-only question fuses the dense list alone.
-                prefetches = [qe.Prefetch(limit=prefetch_limit, query=dense_nearest, filter=scope)]
-                if has_terms:
+                # Each prefetch carries its scope (the user and one upload, or all of them)
+                # as in QdrantVectorStore; a stop-word-only question fuses dense lists alone.
+                prefetches = []
+                fusion_weights: list[float] = []
+                for part in parts:
+                    flt = _must(part)
                     prefetches.append(
-                        qe.Prefetch(limit=prefetch_limit, query=sparse_nearest, filter=scope)
+                        qe.Prefetch(limit=prefetch_limit, query=dense_nearest, filter=flt)
                     )
+                    fusion_weights.append(weights[0])
+                    if has_terms:
+                        prefetches.append(
+                            qe.Prefetch(limit=prefetch_limit, query=sparse_nearest, filter=flt)
+                        )
+                        fusion_weights.append(weights[1])
                 request = qe.QueryRequest(
                     limit=limit,
                     # The stubs list ``Fusion`` but the binding takes ``Fusion.Rrf(...)``.
                     query=qe.Fusion.Rrf(  # type: ignore[arg-type]
-                        k=RRF_K, weights=list(weights) if has_terms else None
+                        k=RRF_K, weights=fusion_weights if has_terms else None
                     ),
                     prefetches=prefetches,
                     filter=scope,
                     with_payload=True,
                     with_vector=wanted,
                 )
-            points = self._shard(name).query(request)
-            return [_hit(p.id, p.payload, p.score, p.vector) for p in points]
+            points = self._shard().query(request)
+            return [decode_hit(p.id, p.payload, p.score, p.vector) for p in points]
 
         return await self._run("search", call)
 
     async def scroll(self, *, upload_id: str, limit: int = 10_000) -> list[Hit]:
-        name = self._require_collection()
-
         def call() -> list[Hit]:
             request = qe.ScrollRequest(
-                limit=limit, filter=_match(upload_id=upload_id), with_payload=True
+                limit=limit, filter=_filter(Scope(upload_ids=(upload_id,))), with_payload=True
             )
-            records, _next = self._shard(name).scroll(request)
-            hits = [_hit(r.id, r.payload, 0.0) for r in records]
+            records, _next = self._shard().scroll(request)
+            hits = [decode_hit(r.id, r.payload, 0.0) for r in records]
             hits.sort(key=lambda h: h.chunk_index)
             return hits
 
         return await self._run("scroll", call)
 
     async def ping(self) -> None:
-        name = self._collection
-        await self._run("ping", lambda: self._shard(name).info() if name is not None else None)
+        await self._run("ping", lambda: self._shard().info())
 
     async def aclose(self) -> None:
         """Flush and close every shard and release the folder lock; a later call reopens."""
@@ -327,7 +322,7 @@ class EdgeVectorStore:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-        self._dirty.clear()
+        self._dirty = False
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -343,37 +338,25 @@ def _edge_points(points: list[ChunkPoint]) -> list[qe.Point]:
         qe.Point(
             point_id(p.upload_id, p.chunk_index),
             {DENSE: p.dense, SPARSE: qe.SparseVector(p.sparse.indices, p.sparse.values)},
-            msgspec.to_builtins(
-                _ChunkPayload(
-                    upload_id=p.upload_id,
-                    user_id=p.user_id,
-                    chunk_index=p.chunk_index,
-                    pages=p.pages,
-                    page=p.pages[0] if p.pages else None,
-                    text=p.text,
-                )
-            ),
+            encode_payload(p),
         )
         for p in points
     ]
 
 
-def _match(*, upload_id: str | None = None, user_id: str | None = None) -> qe.Filter | None:
+def _must(scope: Scope) -> qe.Filter:
     must: list[ConditionType] = [
-        qe.FieldCondition(key, match=qe.MatchValue(value))
-        for key, value in (("upload_id", upload_id), ("user_id", user_id))
-        if value is not None
+        qe.FieldCondition(
+            key, match=qe.MatchAny(value) if isinstance(value, list) else qe.MatchValue(value)
+        )
+        for key, value in scope.conditions()
     ]
-    return qe.Filter(must=must) if must else None
+    return qe.Filter(must=must)
 
 
-def _scope(user_id: str, upload_ids: list[str]) -> qe.Filter:
-    return qe.Filter(
-        must=[
-            qe.FieldCondition("user_id", match=qe.MatchValue(user_id)),
-            qe.FieldCondition("upload_id", match=qe.MatchAny(upload_ids)),
-        ]
-    )
+def _filter(scope: Scope) -> qe.Filter | None:
+    """The engine filter of ``scope``; None (every point) when it has no condition."""
+    return _must(scope) if scope.conditions() else None
 
 
 def _locked_error(path: Path) -> UpstreamUnavailable:

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import msgspec
 
+from pdfqa import words
 from pdfqa.citations import Citation, Source
 from pdfqa.llm import ChatMessage
 
@@ -40,14 +41,6 @@ EXTRACTIVE_LABEL = (
 EXTRACT_SENTENCES = 4
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
-_TERM = re.compile(r"[a-z0-9][a-z0-9$%.,'\-]*")
-_STOP = frozenset(
-    """
-    a an and are as at be by can did do does for from had has have how i in is it its of on
-    or our say says that the their there these this to was were what when where which who why
-    will with would you your about tell me please give list describe
-    """.split()
-)
 
 
 class Sources(msgspec.Struct, tag="sources", frozen=True):
@@ -114,26 +107,26 @@ def extractive_answer(question: str, sources: Sequence[Source]) -> str:
     the candidate sentences (a word that every passage repeats, such as the subject's name,
     tells them apart the least), with a small preference for better-ranked passages.
     """
-    terms = _terms(question)
+    wanted = words.terms(question)
     candidates: list[tuple[int, int, str, Source, set[str]]] = []
     for rank, source in enumerate(sources[:4]):
         for position, sentence in enumerate(_sentences(source.text)):
-            words = _terms(sentence)
-            if not words:
+            found = words.terms(sentence)
+            if not found:
                 continue
             if len(sentence.split()) < 6 and not any(c.isdigit() for c in sentence):
                 continue  # a heading says nothing by itself
-            candidates.append((rank, position, sentence, source, words))
+            candidates.append((rank, position, sentence, source, found))
     if not candidates:
         return EXTRACTIVE_LABEL
-    df = {t: sum(1 for *_, words in candidates if t in words) for t in terms}
+    df = {t: sum(1 for *_, found in candidates if t in found) for t in wanted}
     weight = {t: math.log(1 + len(candidates) / n) for t, n in df.items() if n}
     scored = []
-    for rank, position, sentence, source, words in candidates:
-        matched = terms & words
+    for rank, position, sentence, source, found in candidates:
+        matched = wanted & found
         score = sum(weight.get(t, 0.0) for t in matched)
         if matched:
-            numbers = sum(1 for w in words if any(c.isdigit() for c in w))
+            numbers = sum(1 for w in found if any(c.isdigit() for c in w))
             score += 0.1 * min(numbers, 3)
         scored.append((score - 0.25 * rank, rank, position, sentence, source))
     best = sorted(scored, key=lambda item: (-item[0], item[1], item[2]))[:EXTRACT_SENTENCES]
@@ -147,11 +140,6 @@ def extractive_answer(question: str, sources: Sequence[Source]) -> str:
 
 def _sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) > 3]
-
-
-def _terms(text: str) -> set[str]:
-    words = {w.strip(".,'-") for w in _TERM.findall(text.lower())}
-    return {w for w in words if w and w not in _STOP}
 
 
 def pieces(text: str) -> list[str]:

@@ -20,110 +20,14 @@ import numpy as np
 from pdfqa.citations import Source
 from pdfqa.resources import Resources
 from pdfqa.sparse import sparse_query
+from pdfqa.words import is_follow_up, specific_terms
 
-__all__ = ["Retrieval", "embed_query", "retrieve", "specific_terms", "standalone_query"]
+__all__ = ["Retrieval", "embed_query", "retrieve", "standalone_query"]
 
 QUERY_CACHE_TTL_S = 7 * 24 * 3600
 
 COVER_PASSAGES = 3
 """How many of the best passages are searched for the question's specific terms."""
-
-_ABBREVIATIONS: dict[str, tuple[str, ...]] = {
-    "r&d": ("research and development",),
-    "hq": ("headquarter",),
-    "q1": ("first quarter", "three months ended march"),
-    "q2": ("second quarter", "three months ended june"),
-    "q3": ("third quarter", "three months ended september"),
-    "q4": ("fourth quarter", "three months ended december"),
-    "fy": ("fiscal year", "year ended"),
-    "yoy": ("year-over-year", "year over year"),
-    "ceo": ("chief executive officer",),
-    "cfo": ("chief financial officer",),
-    "coo": ("chief operating officer",),
-    "cto": ("chief technology officer",),
-    "eps": ("earnings per share", "net loss per share", "net income per share"),
-    "sbc": ("stock-based compensation",),
-    "m&a": ("acquisition",),
-    "ipo": ("initial public offering",),
-    "us": ("united states", "u.s."),
-    "usa": ("united states", "u.s."),
-    "uk": ("united kingdom", "u.k."),
-}
-"""Abbreviations people type and the words filings and papers spell out instead."""
-
-_POSSESSIVE = re.compile(r"['\u2019]s\b")
-_NUMBER = re.compile(r"\$?\d[\d,.]*%?")
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9&\-']+")
-_FOLLOW_UP_OPENERS = (
-    "and ",
-    "what about",
-    "how about",
-    "also",
-    "why",
-    "how so",
-    "what else",
-    "and what",
-    "then",
-    "so ",
-    "but ",
-)
-_PRONOUNS = {
-    "it",
-    "its",
-    "they",
-    "them",
-    "their",
-    "this",
-    "that",
-    "these",
-    "those",
-    "he",
-    "she",
-    "his",
-    "her",
-    "there",
-    "same",
-    "former",
-    "latter",
-}
-_COMMON_CAPITALISED = {
-    "what",
-    "which",
-    "who",
-    "whom",
-    "whose",
-    "when",
-    "where",
-    "why",
-    "how",
-    "is",
-    "are",
-    "was",
-    "were",
-    "do",
-    "does",
-    "did",
-    "can",
-    "could",
-    "the",
-    "a",
-    "an",
-    "in",
-    "on",
-    "of",
-    "for",
-    "and",
-    "or",
-    "i",
-    "tell",
-    "give",
-    "list",
-    "describe",
-    "explain",
-    "summarize",
-    "summarise",
-    "please",
-}
 
 
 class Retrieval(msgspec.Struct, frozen=True):
@@ -209,27 +113,13 @@ def _best_similarity(query: list[float], passages: Sequence[list[float] | None])
     )
 
 
-def specific_terms(question: str) -> set[str]:
-    """Numbers, years and capitalised names: the words a passage must contain to answer."""
-    question = _POSSESSIVE.sub("", question)
-    terms = {m.group(0).strip(".,").lower() for m in _NUMBER.finditer(question)}
-    terms = {t for t in terms if len(t.strip("$%")) >= 2}
-    words = _WORD.findall(question)
-    for i, word in enumerate(words):
-        capitalised = word[0].isupper() and word.lower() not in _COMMON_CAPITALISED
-        if capitalised and (i > 0 or word.isupper()):
-            terms.add(word.lower())
-    return terms
-
-
 def _covers(question: str, sources: Sequence[Source], subjects: Sequence[str] = ()) -> bool:
     """Whether one of the best passages mentions every specific term of the question.
 
     A passage that answers "What was Uber's revenue in Japan in 2021?" names Japan and 2021
     together; passages about revenue that never mention Japan do not answer it, however
     similar they are. Terms that name the documents themselves ("Uber" in ``uber_2021.pdf``)
-    are not required: a filing calls its company "we". Common abbreviations also match their
-    spelled-out forms (R&D, Q4, HQ, ...).
+    are not required: a filing calls its company "we".
     """
     names = [_alnum(s) for s in subjects]
     terms = {t for t in specific_terms(question) if not any(_alnum(t) in n for n in names)}
@@ -244,9 +134,7 @@ def _covers(question: str, sources: Sequence[Source], subjects: Sequence[str] = 
 
 
 def _mentions(term: str, text: str, digits: str) -> bool:
-    if term in text or term.replace(",", "") in digits:
-        return True
-    return any(form in text for form in _ABBREVIATIONS.get(term, ()))
+    return term in text or term.replace(",", "") in digits
 
 
 def _alnum(text: str) -> str:
@@ -263,11 +151,4 @@ def standalone_query(question: str, previous: Sequence[str]) -> str:
     if not previous:
         return question.strip()
     q = question.strip()
-    lower = q.lower()
-    words = re.findall(r"[a-z']+", lower)
-    follow_up = (
-        len(words) <= 4
-        or lower.startswith(_FOLLOW_UP_OPENERS)
-        or any(w in _PRONOUNS for w in words)
-    )
-    return f"{previous[-1]} {q}" if follow_up else q
+    return f"{previous[-1]} {q}" if is_follow_up(q) else q

@@ -11,19 +11,18 @@ local mode honours as well):
 * indices are a stable 32-bit hash of the token (``blake2b``), never Python's salted ``hash()``,
   so vectors written by one process match queries built by another.
 
-Pure functions, no state: cheap enough to run on the event loop for a query, and run next to
-the embedder for documents.
+Tokens come from :func:`pdfqa.words.tokenize`. Pure functions, no state: cheap enough to run
+on the event loop for a query, and run next to the embedder for documents.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from collections import Counter
-from collections.abc import Iterator
 
 import msgspec
+
+from pdfqa.words import tokenize
 
 __all__ = [
     "AVG_DOC_LEN",
@@ -33,7 +32,6 @@ __all__ = [
     "sparse_document",
     "sparse_query",
     "term_index",
-    "tokenize",
 ]
 
 K1 = 1.2
@@ -46,63 +44,12 @@ AVG_DOC_LEN = 100.0
 A constant (not a corpus statistic) so a document's vector never changes after it is written.
 """
 
-# A small list on purpose: words like "not", "no", "above", "below", "over", "under" carry
-# meaning in financial text and stay in.
-# fmt: off
-_STOP_WORDS = frozenset((
-    "a", "an", "and", "are", "as", "at", "be", "been", "being", "but", "by", "can", "could",
-    "did", "do", "does", "for", "from", "had", "has", "have", "he", "her", "his", "i", "if", "in",
-    "into", "is", "it", "its", "itself", "me", "my", "of", "on", "or", "our", "ours", "she", "so",
-    "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those",
-    "to", "too", "us", "was", "we", "were", "what", "when", "where", "which", "while", "who",
-    "whom", "why", "will", "with", "would", "you", "your",
-))
-# fmt: on
-
-# A token is a run of letters/digits, optionally joined to more runs by one of - . , / & _
-# ("10-k", "17,455", "1.2", "s&p", "u.s"), optionally led by "$" and trailed by "%". A joiner
-# followed by a space or the end ("2021." or "sales, net") is not part of the token.
-_TOKEN = re.compile(r"\$?[^\W_]+(?:[-.,/&_][^\W_]+)*%?")
-_NUMBER = re.compile(r"\$?\d+(?:[.,]\d+)*%?")
-_COMPOUND_SPLIT = re.compile(r"[-/&_]")
-_NUMBER_PUNCTUATION = str.maketrans("", "", "$,%")
-# PDF text often spells a hyphen as U+2010 or the non-breaking U+2011.
-_HYPHENS = str.maketrans({"\u2010": "-", "\u2011": "-"})
-
 
 class SparseVector(msgspec.Struct, frozen=True):
     """Parallel lists of dimension indices (unique, ascending, each < 2**32) and their values."""
 
     indices: list[int]
     values: list[float]
-
-
-def tokenize(text: str) -> Iterator[str]:
-    """Yield the index terms of ``text`` in order.
-
-    Lowercased and NFKC-normalised (ligatures, full-width digits), stop words dropped. Numbers
-    keep their written form and also yield a normalised one ("17,455" -> "17455", "$1.2" ->
-    "1.2", "12%" -> "12"); compounds keep their written form and also yield their parts
-    ("non-gaap" -> "non", "gaap"), so a query for either form matches.
-    """
-    normalised = unicodedata.normalize("NFKC", text).translate(_HYPHENS).lower()
-    for match in _TOKEN.finditer(normalised):
-        token = match.group()
-        if _is_noise(token):
-            continue
-        yield token
-        if _NUMBER.fullmatch(token):
-            plain = token.translate(_NUMBER_PUNCTUATION)
-            if plain != token and plain:
-                yield plain
-        elif _COMPOUND_SPLIT.search(token):
-            for part in _COMPOUND_SPLIT.split(token):
-                if part != token and not _is_noise(part):
-                    yield part
-
-
-def _is_noise(token: str) -> bool:
-    return token in _STOP_WORDS or (len(token) == 1 and not token.isdigit())
 
 
 def term_index(token: str) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pdfqa.answer import EXTRACTIVE_LABEL, extractive_answer, pieces, prompt
 from pdfqa.citations import Source, cited
-from pdfqa.retrieval import specific_terms, standalone_query
+from pdfqa.retrieval import standalone_query
+from pdfqa.words import specific_terms
 
 
 def source(n: int, text: str, page: int = 1) -> Source:

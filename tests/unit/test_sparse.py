@@ -12,8 +12,8 @@ from pdfqa.sparse import (
     sparse_document,
     sparse_query,
     term_index,
-    tokenize,
 )
+from pdfqa.words import tokenize
 
 
 def bm25_tf(tf: int, length: int) -> float:

@@ -1,0 +1,143 @@
+"""Word handling in one place: tokens for the sparse index, stop words, the terms an answer is
+matched on, the specific terms of a question and whether a question is a follow-up.
+
+* :func:`tokenize` yields the index terms of a text: NFKC-normalised, lowercased, stop words
+  dropped. Numbers keep their written form and also yield a normalised
+  one ("17,455" -> "17455"); compounds also yield their parts ("non-gaap" -> "non", "gaap").
+* :func:`terms` is the set of those index terms (the extractive answer's matching).
+* :func:`specific_terms` are a question's numbers, years and capitalised names.
+* :func:`is_follow_up` says whether a question leans on the one before it.
+
+One English stop-word list serves all of them; it is short on purpose: words like "not", "no",
+"above", "below", "over" and "under" carry meaning and stay in.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from functools import cache
+
+import Stemmer
+
+__all__ = [
+    "STOP_WORDS",
+    "is_follow_up",
+    "specific_terms",
+    "stem",
+    "terms",
+    "tokenize",
+    "words",
+]
+
+# fmt: off
+STOP_WORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "been", "being", "but", "by", "can", "could",
+    "did", "do", "does", "for", "from", "had", "has", "have", "he", "her", "his", "i", "if", "in",
+    "into", "is", "it", "its", "itself", "me", "my", "of", "on", "or", "our", "ours", "she", "so",
+    "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those",
+    "to", "too", "us", "was", "we", "were", "what", "when", "where", "which", "while", "who",
+    "whom", "why", "will", "with", "would", "you", "your", "how", "about",
+))
+"""English function words: no index term, no answer term, never a name when capitalised."""
+
+_ASKING = frozenset((
+    "tell", "give", "list", "describe", "explain", "summarize", "summarise", "please", "show",
+    "name", "according", "among", "compare",
+))
+"""Verbs a question opens with; capitalised at its start, they are not names."""
+
+_FOLLOW_UP_OPENERS = (
+    "and ", "what about", "how about", "also", "why", "how so", "what else", "then", "so ",
+    "but ",
+)
+_PRONOUNS = frozenset((
+    "it", "its", "they", "them", "their", "this", "that", "these", "those", "he", "she", "his",
+    "her", "there", "same", "former", "latter",
+))
+# fmt: on
+
+# A token is a run of letters/digits, optionally joined to more runs by one of - . , / & _
+# ("10-k", "17,455", "1.2", "s&p", "u.s"), optionally led by "$" and trailed by "%". A joiner
+# followed by a space or the end ("2021." or "sales, net") is not part of the token.
+_TOKEN = re.compile(r"\$?[^\W_]+(?:[-.,/&_][^\W_]+)*%?")
+_NUMBER = re.compile(r"\$?\d+(?:[.,]\d+)*%?")
+_COMPOUND_SPLIT = re.compile(r"[-/&_]")
+_NUMBER_PUNCTUATION = str.maketrans("", "", "$,%")
+# PDF text often spells a hyphen as U+2010 or the non-breaking U+2011.
+_HYPHENS = str.maketrans({"\u2010": "-", "\u2011": "-"})
+_POSSESSIVE = re.compile(r"['\u2019]s\b")
+_QUESTION_NUMBER = re.compile(r"\$?\d[\d,.]*%?")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9&\-']+")
+
+
+@cache
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def stem(word: str) -> str:
+    """The Snowball English stem of one lowercased word."""
+    result: str = _stemmer().stemWord(word)
+    return result
+
+
+def words(text: str) -> Iterator[str]:
+    """The lowercased, NFKC-normalised tokens of ``text``, unstemmed, stop words included."""
+    normalised = unicodedata.normalize("NFKC", text).translate(_HYPHENS).lower()
+    for match in _TOKEN.finditer(normalised):
+        yield match.group()
+
+
+def tokenize(text: str) -> Iterator[str]:
+    """Yield the index terms of ``text`` in order (see the module docstring)."""
+    for token in words(text):
+        if _is_noise(token):
+            continue
+        if _NUMBER.fullmatch(token):
+            yield token
+            plain = token.translate(_NUMBER_PUNCTUATION)
+            if plain != token and plain:
+                yield plain
+        elif _COMPOUND_SPLIT.search(token):
+            yield token
+            for part in _COMPOUND_SPLIT.split(token):
+                if part != token and not _is_noise(part):
+                    yield part
+        else:
+            yield token
+
+
+def terms(text: str) -> set[str]:
+    """The distinct index terms of ``text``."""
+    return set(tokenize(text))
+
+
+def _is_noise(token: str) -> bool:
+    return token in STOP_WORDS or (len(token) == 1 and not token.isdigit())
+
+
+def specific_terms(question: str) -> set[str]:
+    """Numbers, years and capitalised names (lowercased): what a passage must name to answer."""
+    question = _POSSESSIVE.sub("", question)
+    found = {m.group(0).strip(".,").lower() for m in _QUESTION_NUMBER.finditer(question)}
+    found = {t for t in found if len(t.strip("$%")) >= 2}
+    for i, word in enumerate(_WORD.findall(question)):
+        lower = word.lower()
+        ordinary = lower in STOP_WORDS or lower in _ASKING
+        if word[0].isupper() and not ordinary and (i > 0 or word.isupper()):
+            found.add(lower)
+    return found
+
+
+def is_follow_up(question: str) -> bool:
+    """Whether a question leans on the one before: short (four words or fewer), opening like a
+    follow-up ("and ...", "what about ...", "why ...") or leaning on a pronoun ("it", "they")."""
+    lower = question.strip().lower()
+    tokens = re.findall(r"[a-z']+", lower)
+    return (
+        len(tokens) <= 4
+        or lower.startswith(_FOLLOW_UP_OPENERS)
+        or any(w in _PRONOUNS for w in tokens)
+    )

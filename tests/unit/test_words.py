@@ -1,0 +1,18 @@
+from pdfqa.words import STOP_WORDS, is_follow_up, specific_terms, terms, tokenize
+
+
+def test_one_stop_word_list_serves_index_and_answers() -> None:
+    text = "What is the revenue of the company?"
+    assert not set(tokenize(text)) & STOP_WORDS
+    assert terms(text) == {"revenue", "company"}
+
+
+def test_specific_terms_skip_question_words_even_capitalised() -> None:
+    assert specific_terms("Tell me how Lyft did in 2021") == {"lyft", "2021"}
+    assert specific_terms("According to the report, what grew?") == set()
+
+
+def test_follow_up_detection() -> None:
+    assert is_follow_up("And in 2020?")
+    assert is_follow_up("Why did it grow?")
+    assert not is_follow_up("What revenue did Lyft report for the full year 2021?")

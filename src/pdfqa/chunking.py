@@ -1,10 +1,12 @@
-"""Page text -> chunks that fit the embedder, keeping the page numbers of every piece.
+"""Page text -> chunks that fit the embedder, each on exactly one page.
 
-Text is cut at paragraph and sentence boundaries (lines, for tables), packed greedily up to
-``target_tokens`` word pieces, and each chunk repeats up to ``overlap_tokens`` of whole sentences
-from the end of the previous one. A chunk may span a page break (a paragraph continues on the
-next page); it then lists both pages. Nothing exceeds ``max_tokens``, so no chunk has a tail the
-embedder cannot see (all-MiniLM-L6-v2 reads 256 word pieces, two of them special tokens).
+Pages are cleaned first (:mod:`pdfqa.cleanup`). Text is cut at paragraph and sentence boundaries
+(lines, for tables), packed greedily up to about equal shares of the page below
+``target_tokens`` word pieces, and each chunk repeats up to ``overlap_tokens`` of whole
+sentences from the end of the previous one on the same page. A chunk never spans a page break,
+so the page a source cites always holds its text. Nothing exceeds ``max_tokens``, so no chunk
+has a tail the embedder cannot see (all-MiniLM-L6-v2 reads 256 word pieces, two of them special
+tokens).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["Chunk", "Chunker", "TokenCounter", "word_piece_counter"]
+from pdfqa.cleanup import CleanupState, RunningLines
+
+__all__ = ["Chunk", "Chunker", "ChunkerState", "TokenCounter", "word_piece_counter"]
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 """Counts the word pieces of each text (without special tokens)."""
@@ -54,9 +58,24 @@ class _Unit:
     """A table row or heading: kept on its own line when joined."""
 
 
+class ChunkerState(msgspec.Struct, frozen=True):
+    """Everything a :class:`Chunker` carries between pages, to resume at a page boundary."""
+
+    next_index: int = 0
+    last_page: int = 0
+    cleanup: CleanupState = msgspec.field(default_factory=CleanupState)
+
+
 @dataclass
 class Chunker:
-    """Feed pages in order with :meth:`add_page`; call :meth:`finish` after the last one."""
+    """Feed pages in order with :meth:`add_page`; call :meth:`finish` after the last one.
+
+    Pages pass through :class:`~pdfqa.cleanup.RunningLines` first (running headers and footers
+    out, hyphenated line breaks joined), so a page's chunks come out a few pages after it went
+    in. A chunk never spans two pages: every chunk's text is on the one page it names. A page's
+    text is cut into chunks of about equal size (none above ``target_tokens``), so a page's tail
+    is not left as a scrap.
+    """
 
     count_tokens: TokenCounter
     target_tokens: int = 200
@@ -67,6 +86,7 @@ class Chunker:
     _next_index: int = 0
     _last_page: int = 0
     _carried: int = 0
+    _cleaner: RunningLines = field(default_factory=RunningLines)
 
     def __post_init__(self) -> None:
         if not 0 < self.target_tokens <= self.max_tokens:
@@ -76,39 +96,64 @@ class Chunker:
         if self.target_tokens + self.overlap_tokens > self.max_tokens:
             raise ValueError("target_tokens + overlap_tokens must not exceed max_tokens")
 
+    def snapshot(self) -> ChunkerState:
+        """The state after the pages fed so far (taken between pages)."""
+        return ChunkerState(
+            next_index=self._next_index,
+            last_page=self._last_page,
+            cleanup=self._cleaner.snapshot(),
+        )
+
+    def restore(self, state: ChunkerState) -> None:
+        """Continue from ``state``, as if the pages before it had been fed to this chunker."""
+        self._next_index = state.next_index
+        self._last_page = state.last_page
+        self._cleaner = RunningLines(state.cleanup)
+        self._units, self._size, self._carried = [], 0, 0
+
     @property
     def pages_complete(self) -> int:
         """The highest page whose text is entirely inside chunks already returned."""
-        if not self._units:
-            return self._last_page
-        return self._units[0].page - 1
+        return self._cleaner.released
 
     def add_page(self, number: int, text: str) -> list[Chunk]:
-        """Take one page; return the chunks it completes."""
+        """Take one page; return the chunks of the pages it lets out of the cleanup window."""
         self._last_page = number
+        out: list[Chunk] = []
+        for page, clean in self._cleaner.add(number, text):
+            out += self._chunk_page(page, clean)
+        return out
+
+    def finish(self) -> list[Chunk]:
+        """Return the chunks of the pages still held."""
+        out: list[Chunk] = []
+        for page, clean in self._cleaner.finish():
+            out += self._chunk_page(page, clean)
+        return out
+
+    def _chunk_page(self, number: int, text: str) -> list[Chunk]:
         pieces = _split(text)
         if not pieces:
             return []
         counts = self.count_tokens([p for p, _ in pieces])
+        units = [
+            unit
+            for (piece, line), tokens in zip(pieces, counts, strict=True)
+            for unit in self._fit(piece, number, tokens, line)
+        ]
+        total = sum(u.tokens for u in units)
+        parts = -(-total // self.target_tokens)
+        target = min(self.target_tokens, -(-total // parts) + self.overlap_tokens // 2)
         out: list[Chunk] = []
-        for (piece, line), tokens in zip(pieces, counts, strict=True):
-            for unit in self._fit(piece, number, tokens, line):
-                if self._units and self._size + unit.tokens > self.target_tokens:
-                    out.append(self._emit())
-                self._units.append(unit)
-                self._size += unit.tokens
+        for unit in units:
+            if self._units and self._size + unit.tokens > target:
+                out.append(self._emit())
+            self._units.append(unit)
+            self._size += unit.tokens
+        if self._units and self._size > self._carried:
+            out.append(self._emit())
+        self._units, self._size, self._carried = [], 0, 0
         return out
-
-    def finish(self) -> list[Chunk]:
-        """Return the last, partial chunk, if any text is left."""
-        if not self._units or self._size == self._carried:
-            self._units.clear()
-            self._size = 0
-            return []
-        chunk = self._emit()
-        self._units.clear()
-        self._size = 0
-        return [chunk]
 
     def _fit(self, piece: str, page: int, tokens: int, line: bool) -> list[_Unit]:
         """Split a sentence longer than the target into word windows that fit."""

@@ -2,7 +2,8 @@
 matched on, the specific terms of a question and whether a question is a follow-up.
 
 * :func:`tokenize` yields the index terms of a text: NFKC-normalised, lowercased, stop words
-  dropped. Numbers keep their written form and also yield a normalised
+  dropped, each word reduced to its Snowball (Porter 2) stem, so "revenues" finds "revenue" and
+  "operating" finds "operations". Numbers keep their written form and also yield a normalised
   one ("17,455" -> "17455"); compounds also yield their parts ("non-gaap" -> "non", "gaap").
 * :func:`terms` is the set of those index terms (the extractive answer's matching).
 * :func:`specific_terms` are a question's numbers, years and capitalised names.
@@ -23,6 +24,7 @@ import Stemmer
 
 __all__ = [
     "STOP_WORDS",
+    "content_words",
     "is_follow_up",
     "specific_terms",
     "stem",
@@ -38,7 +40,7 @@ STOP_WORDS = frozenset((
     "into", "is", "it", "its", "itself", "me", "my", "of", "on", "or", "our", "ours", "she", "so",
     "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those",
     "to", "too", "us", "was", "we", "were", "what", "when", "where", "which", "while", "who",
-    "whom", "why", "will", "with", "would", "you", "your", "how", "about",
+    "whom", "why", "will", "with", "would", "you", "your", "how", "about", "should", "it's",
 ))
 """English function words: no index term, no answer term, never a name when capitalised."""
 
@@ -70,6 +72,9 @@ _HYPHENS = str.maketrans({"\u2010": "-", "\u2011": "-"})
 _POSSESSIVE = re.compile(r"['\u2019]s\b")
 _QUESTION_NUMBER = re.compile(r"\$?\d[\d,.]*%?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9&\-']+")
+_CONTENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{2,}")
+_CHAT_MARKUP = frozenset(("user", "assistant", "conversation", "question", "last", "sys", "inst"))
+"""Words of a chat transcript's own markup, which a rewritten question must not count on."""
 
 
 @cache
@@ -104,9 +109,9 @@ def tokenize(text: str) -> Iterator[str]:
             yield token
             for part in _COMPOUND_SPLIT.split(token):
                 if part != token and not _is_noise(part):
-                    yield part
+                    yield stem(part)
         else:
-            yield token
+            yield stem(token)
 
 
 def terms(text: str) -> set[str]:
@@ -129,6 +134,12 @@ def specific_terms(question: str) -> set[str]:
         if word[0].isupper() and not ordinary and (i > 0 or word.isupper()):
             found.add(lower)
     return found
+
+
+def content_words(text: str) -> set[str]:
+    """Lowercased words of three characters or more that are not stop words (unstemmed)."""
+    found = {w.lower() for w in _CONTENT.findall(text)}
+    return found - STOP_WORDS - _CHAT_MARKUP
 
 
 def is_follow_up(question: str) -> bool:

@@ -4,7 +4,8 @@ from pdfqa.words import STOP_WORDS, is_follow_up, specific_terms, terms, tokeniz
 def test_one_stop_word_list_serves_index_and_answers() -> None:
     text = "What is the revenue of the company?"
     assert not set(tokenize(text)) & STOP_WORDS
-    assert terms(text) == {"revenue", "company"}
+    assert terms(text) == {"revenu", "compani"}  # stems: "revenues" and "companies" match
+    assert terms("Revenues of companies") == terms(text)
 
 
 def test_specific_terms_skip_question_words_even_capitalised() -> None:

@@ -74,7 +74,7 @@ bench: $(STAMP) ## Ingestion and answer benchmarks on the 10-K filings (prints f
 
 eval: $(STAMP) ## Retrieval quality (hit@1, hit@5, MRR) on eval/questions.jsonl
 	$(BIN)/python eval/verify.py
-	$(BIN)/python -m eval.run
+	$(BIN)/python -m eval.run $(EVAL_ARGS)
 
 clean: ## Remove caches (keeps .venv and ./data)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache

@@ -21,30 +21,34 @@ from pdfqa.citations import Citation, Source
 from pdfqa.llm import ChatMessage
 
 __all__ = [
-    "EXTRACTIVE_LABEL",
+    "EXTRACTIVE_NOTE",
     "NOT_FOUND",
     "AnswerEvent",
     "Done",
     "Error",
     "Sources",
     "Token",
+    "confidence_label",
     "extractive_answer",
+    "not_found_answer",
     "prompt",
     "rewrite_messages",
 ]
 
 NOT_FOUND = "I couldn't find this in the selected documents."
-EXTRACTIVE_LABEL = (
-    "Extracted passages (no language model is configured, so these are the documents' own "
-    "words, not a written answer):\n"
-)
+EXTRACTIVE_NOTE = "Quoted passages."
+"""The one note of an extractive answer (the web chat's badge says why: no language model)."""
 EXTRACT_SENTENCES = 4
+MAX_TABLE_ROWS = 8
+"""Longest table quoted in an extractive answer, in rows."""
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
 
 
 class Sources(msgspec.Struct, tag="sources", frozen=True):
     sources: list[Source]
+    confidence: float
+    """Retrieval's confidence (0-1) that the sources hold the answer."""
 
 
 class Token(msgspec.Struct, tag="token", frozen=True):
@@ -55,6 +59,7 @@ class Done(msgspec.Struct, tag="done", frozen=True):
     message_id: UUID
     citations: list[Citation]
     mode: str
+    confidence: float
 
 
 class Error(msgspec.Struct, tag="error", frozen=True):
@@ -100,8 +105,30 @@ def _span(pages: Sequence[int]) -> list[int]:
     return [pages[0], pages[-1]] if len(pages) > 1 and pages[0] != pages[-1] else [pages[0]]
 
 
-def extractive_answer(question: str, sources: Sequence[Source]) -> str:
-    """The sentences of the best passages that best match the question, each cited, labelled.
+def confidence_label(confidence: float, threshold: float) -> str:
+    """``low`` below the "not found" threshold, ``high`` at twice it or more, else ``medium``."""
+    if confidence < threshold:
+        return "low"
+    return "high" if confidence >= 2 * threshold else "medium"
+
+
+def not_found_answer(confidence: float, threshold: float) -> str:
+    """The "not found" answer: said plainly, with the confidence; the sources stay listed."""
+    return (
+        f"{NOT_FOUND} The closest passages are listed as sources, but none seems to answer the "
+        f"question (confidence: {confidence_label(confidence, threshold)}, {confidence:.2f})."
+    )
+
+
+def extractive_answer(
+    question: str, sources: Sequence[Source], confidence: float = 1.0, threshold: float = 0.0
+) -> str:
+    """The sentences of the best passages that best answer the question, each cited.
+
+    The best sentence comes first, its figures (or, without figures, its names) that the
+    question does not already say emphasised as ``**...**``; up to three more follow, best
+    first. Table rows are shown as a small Markdown table. One note at the end says these are
+    quoted passages and how confident retrieval is.
 
     A sentence scores by the question's terms it contains, each weighted by how rare it is among
     the candidate sentences (a word that every passage repeats, such as the subject's name,
@@ -117,8 +144,10 @@ def extractive_answer(question: str, sources: Sequence[Source]) -> str:
             if len(sentence.split()) < 6 and not any(c.isdigit() for c in sentence):
                 continue  # a heading says nothing by itself
             candidates.append((rank, position, sentence, source, found))
+    label = confidence_label(confidence, threshold)
+    note = f"_{EXTRACTIVE_NOTE} Confidence: {label} ({confidence:.2f})._"
     if not candidates:
-        return EXTRACTIVE_LABEL
+        return note
     df = {t: sum(1 for *_, found in candidates if t in found) for t in wanted}
     weight = {t: math.log(1 + len(candidates) / n) for t, n in df.items() if n}
     scored = []
@@ -130,16 +159,83 @@ def extractive_answer(question: str, sources: Sequence[Source]) -> str:
             score += 0.1 * min(numbers, 3)
         scored.append((score - 0.25 * rank, rank, position, sentence, source))
     best = sorted(scored, key=lambda item: (-item[0], item[1], item[2]))[:EXTRACT_SENTENCES]
-    best.sort(key=lambda item: (item[1], item[2]))  # in passage order, then reading order
-    lines = [
-        f'- "{sentence}" [{source.n}] ({source.upload_name}, p. {source.page})'
-        for _, _, _, sentence, source in best
-    ]
-    return EXTRACTIVE_LABEL + "\n".join(lines)
+    blocks: list[str] = []
+    for i, (_, _, _, sentence, source) in enumerate(best):
+        cite = f"[{source.n}] ({source.upload_name}, p. {source.page})"
+        if " | " in sentence:
+            blocks.append(f"{_table(sentence)}\n{cite}")
+        elif i == 0:
+            blocks.append(f"{_emphasise(sentence, question)} {cite}")
+        else:
+            blocks.append(f'- "{sentence}" {cite}')
+    return "\n\n".join(
+        [blocks[0], "\n".join(blocks[1:]), note] if len(blocks) > 1 else [blocks[0], note]
+    )
+
+
+_FIGURE = re.compile(r"[$€£]?\s?\d[\d,.]*\s?(?:%|percent|million|billion|thousand|bn|m)?", re.I)
+_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][\w&.-]*(?:\s+[A-Z][\w&.-]*)*")
+
+
+def _emphasise(sentence: str, question: str) -> str:
+    """``sentence`` with the figures the question does not state in bold (else its names)."""
+    asked = question.lower()
+    figures = [m for m in _FIGURE.finditer(sentence) if _bare(m.group()) not in asked]
+    spans = figures or [m for m in _NAME.finditer(sentence) if m.group().lower() not in asked]
+    out, last = [], 0
+    for m in spans[:3]:
+        start, end = m.start() + len(m.group()) - len(m.group().lstrip()), m.end()
+        text = sentence[start:end].rstrip(".,")
+        end = start + len(text)
+        out += [sentence[last:start], f"**{text}**"]
+        last = end
+    out.append(sentence[last:])
+    return "".join(out)
+
+
+def _bare(text: str) -> str:
+    return text.strip().rstrip(".,;:").lower()
+
+
+def _table(rows: str) -> str:
+    """Table rows (``label | 2021: $17,455 | 2020: $11,139``) as a small Markdown table."""
+    cells = [[c.strip() for c in row.split(" | ")] for row in rows.splitlines() if row.strip()]
+    headers: list[str] = []
+    body: list[list[str]] = []
+    for row in cells:
+        values = [row[0]]
+        for j, cell in enumerate(row[1:], start=1):
+            label, sep, value = cell.partition(": ")
+            if sep and len(label) <= 30:
+                if j >= len(headers):
+                    headers += [""] * (j + 1 - len(headers))
+                headers[j] = headers[j] or label
+                values.append(value)
+            else:
+                values.append(cell)
+        body.append(values)
+    width = max(len(r) for r in body)
+    headers = (headers + [""] * width)[:width]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * width]
+    lines += ["| " + " | ".join((r + [""] * width)[:width]) + " |" for r in body]
+    return "\n".join(lines)
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) > 3]
+    """Sentences of prose; consecutive table rows (``a | b``) stay together as one block."""
+    out: list[str] = []
+    rows: list[str] = []
+    for line in text.splitlines():
+        if " | " in line:
+            rows.append(line.strip())
+            continue
+        if rows:
+            out.append("\n".join(rows[:MAX_TABLE_ROWS]))
+            rows = []
+        out += [s.strip() for s in _SENTENCE.split(line) if len(s.strip()) > 3]
+    if rows:
+        out.append("\n".join(rows[:MAX_TABLE_ROWS]))
+    return out
 
 
 def pieces(text: str) -> list[str]:

@@ -9,7 +9,6 @@ half-saved.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -19,7 +18,8 @@ from uuid import UUID
 import msgspec
 
 from pdfqa import answer as answering
-from pdfqa.answer import NOT_FOUND, AnswerEvent, Done, Error, Sources, Token
+from pdfqa import words
+from pdfqa.answer import AnswerEvent, Done, Error, Sources, Token
 from pdfqa.citations import cited
 from pdfqa.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 from pdfqa.resources import Resources
@@ -46,11 +46,6 @@ MAX_UPLOADS = 20
 MAX_QUESTION = 4000
 HISTORY_TURNS = 3
 REWRITE_TOKENS = 64
-_COMMON_WORDS = frozenset(
-    "the and for are was were what which who whom how why when where does did has have had "
-    "that this these those with from into about their there its it's you your can could would "
-    "should will user assistant conversation question last sys inst".split()
-)
 
 
 class ConversationDetail(msgspec.Struct, frozen=True):
@@ -163,16 +158,21 @@ async def _answer(
     try:
         query = await _standalone(res, question, earlier, history)
         found = await retrieve(res, user_id=user_id, upload_names=names, query=query)
-        sources = found.sources if found.relevant else []
-        yield Sources(sources=sources)
+        # The sources are always shown, "not found" included: the person can check them.
+        sources = found.sources
+        threshold = res.settings.min_confidence
+        yield Sources(sources=sources, confidence=found.confidence)
         mode: Literal["generated", "extractive", "not_found"]
         if not found.relevant:
-            mode, stream = "not_found", _replay(NOT_FOUND)
+            mode = "not_found"
+            stream = _replay(answering.not_found_answer(found.confidence, threshold))
         elif res.chat is not None:
             messages = answering.prompt(question, sources, history)
             mode, stream = "generated", res.chat.stream(messages)
         else:
-            mode, stream = "extractive", _replay(answering.extractive_answer(query, sources))
+            mode = "extractive"
+            extracted = answering.extractive_answer(query, sources, found.confidence, threshold)
+            stream = _replay(extracted)
         async for piece in stream:
             chunks.append(piece)
             yield Token(text=piece)
@@ -194,7 +194,9 @@ async def _answer(
     )
     async with res.db.acquire() as conn:
         await store.insert_message(conn, message)
-    yield Done(message_id=message.id, citations=message.citations, mode=mode)
+    yield Done(
+        message_id=message.id, citations=message.citations, mode=mode, confidence=found.confidence
+    )
 
 
 async def _standalone(
@@ -212,15 +214,10 @@ async def _standalone(
     rewritten = reply.strip().strip('"').strip()
     # A small model may answer with prompt markup or chatter instead of a question: keep its
     # rewrite only if it is about what was said (shares a content word with it).
-    said = _content_words(" ".join([question, *(q for q, _ in history)]))
-    if 0 < len(rewritten) <= 2 * len(question) + 300 and _content_words(rewritten) & said:
+    said = words.content_words(" ".join([question, *(q for q, _ in history)]))
+    if 0 < len(rewritten) <= 2 * len(question) + 300 and words.content_words(rewritten) & said:
         return rewritten
     return by_rule
-
-
-def _content_words(text: str) -> set[str]:
-    words = {w.lower() for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9\-]{2,}", text)}
-    return words - _COMMON_WORDS
 
 
 async def _replay(text: str) -> AsyncIterator[str]:

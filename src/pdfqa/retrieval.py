@@ -17,17 +17,39 @@ from uuid import UUID
 import msgspec
 import numpy as np
 
+from pdfqa import words
 from pdfqa.citations import Source
 from pdfqa.resources import Resources
+from pdfqa.settings import Settings
 from pdfqa.sparse import sparse_query
-from pdfqa.words import is_follow_up, specific_terms
+from pdfqa.store.vectors import Hit, SearchMode
 
-__all__ = ["Retrieval", "embed_query", "retrieve", "standalone_query"]
+__all__ = ["Retrieval", "Signals", "Tuning", "embed_query", "retrieve", "standalone_query"]
 
 QUERY_CACHE_TTL_S = 7 * 24 * 3600
 
-COVER_PASSAGES = 3
-"""How many of the best passages are searched for the question's specific terms."""
+
+DISTINCT_PAGES_OVERFETCH = 3
+"""With distinct pages, this many times ``limit`` passages are fetched to de-duplicate from."""
+
+
+class Tuning(msgspec.Struct, frozen=True):
+    """How a search ranks: the settings' values by default (the eval turns parts off)."""
+
+    mode: SearchMode = "hybrid"
+    prefetch: int = 40
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
+    distinct_pages: bool = True
+    """One source per page: the best passage of a page stands for it."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tuning:
+        return cls(
+            prefetch=settings.retrieval_prefetch,
+            dense_weight=settings.dense_weight,
+            sparse_weight=settings.sparse_weight,
+        )
 
 
 class Retrieval(msgspec.Struct, frozen=True):
@@ -37,6 +59,25 @@ class Retrieval(msgspec.Struct, frozen=True):
     sources: list[Source]
     relevant: bool
     best_similarity: float
+    confidence: float
+    """How sure retrieval is that the sources hold the answer, from 0 to 1."""
+    signals: Signals
+
+
+class Signals(msgspec.Struct, frozen=True):
+    """What the confidence is computed from."""
+
+    similarity: float
+    """Cosine similarity of the question to the closest of the three best passages."""
+    coverage: float
+    """Share of the question's index terms found in the passages."""
+    specific: float
+    """Share of the question's specific terms (numbers, years, names) found in the passages."""
+
+    def confidence(self) -> float:
+        """A score from 0 to 1; below ``min_confidence`` the answer is "not found"."""
+        value = self.similarity * (0.5 + 0.5 * self.specific)
+        return round(min(1.0, max(0.0, value)), 4)
 
 
 async def embed_query(res: Resources, text: str) -> list[float]:
@@ -59,23 +100,26 @@ async def retrieve(
     upload_names: Mapping[UUID, str],
     query: str,
     limit: int | None = None,
+    tuning: Tuning | None = None,
 ) -> Retrieval:
     """Search the given uploads (which must all be the caller's) for ``query``."""
     settings = res.settings
+    tuning = tuning or Tuning.from_settings(settings)
     limit = limit or settings.retrieval_top_k
     dense = await embed_query(res, query)
     upload_ids = [str(u) for u in upload_names]
-    hits = await res.vectors.search(
+    found = await res.vectors.search(
         user_id=str(user_id),
         upload_ids=upload_ids,
         dense=dense,
         sparse=sparse_query(query),
-        limit=limit,
-        mode="hybrid",
-        prefetch_limit=settings.retrieval_prefetch,
-        weights=(settings.dense_weight, settings.sparse_weight),
+        limit=limit * DISTINCT_PAGES_OVERFETCH if tuning.distinct_pages else limit,
+        mode=tuning.mode,
+        prefetch_limit=tuning.prefetch,
+        weights=(tuning.dense_weight, tuning.sparse_weight),
         with_dense=True,
     )
+    hits = _distinct_pages(found, limit) if tuning.distinct_pages else found[:limit]
     names = {str(k): v for k, v in upload_names.items()}
     sources = [
         Source(
@@ -91,15 +135,34 @@ async def retrieve(
         for i, hit in enumerate(hits, start=1)
         if hit.user_id == str(user_id) and hit.upload_id in names  # defence in depth
     ]
-    similarity = _best_similarity(dense, [h.dense for h in hits[:3]])
-    relevant = (
-        bool(sources)
-        and similarity >= settings.min_similarity
-        and _covers(query, sources, list(upload_names.values()))
+    signals = Signals(
+        similarity=round(_best_similarity(dense, [h.dense for h in hits[:3]]), 4),
+        coverage=round(_coverage(query, sources), 4),
+        specific=round(_specific(query, sources, list(upload_names.values())), 4),
     )
+    confidence = signals.confidence()
     return Retrieval(
-        query=query, sources=sources, relevant=relevant, best_similarity=round(similarity, 4)
+        query=query,
+        sources=sources,
+        relevant=bool(sources) and confidence >= settings.min_confidence,
+        best_similarity=signals.similarity,
+        confidence=confidence,
+        signals=signals,
     )
+
+
+def _distinct_pages(hits: Sequence[Hit], limit: int) -> list[Hit]:
+    """The best hit of each page, best first, up to ``limit``."""
+    seen: set[tuple[str, int]] = set()
+    out: list[Hit] = []
+    for hit in hits:
+        key = (hit.upload_id, hit.pages[0] if hit.pages else 0)
+        if key not in seen:
+            seen.add(key)
+            out.append(hit)
+            if len(out) == limit:
+                break
+    return out
 
 
 def _best_similarity(query: list[float], passages: Sequence[list[float] | None]) -> float:
@@ -113,28 +176,32 @@ def _best_similarity(query: list[float], passages: Sequence[list[float] | None])
     )
 
 
-def _covers(question: str, sources: Sequence[Source], subjects: Sequence[str] = ()) -> bool:
-    """Whether one of the best passages mentions every specific term of the question.
+def _coverage(question: str, sources: Sequence[Source]) -> float:
+    """Share of the question's index terms that occur in the passages."""
+    wanted = words.terms(question)
+    if not wanted:
+        return 1.0
+    found: set[str] = set()
+    for source in sources:
+        found |= words.terms(source.text) & wanted
+    return len(found) / len(wanted)
 
-    A passage that answers "What was Uber's revenue in Japan in 2021?" names Japan and 2021
-    together; passages about revenue that never mention Japan do not answer it, however
-    similar they are. Terms that name the documents themselves ("Uber" in ``uber_2021.pdf``)
-    are not required: a filing calls its company "we".
+
+def _specific(question: str, sources: Sequence[Source], subjects: Sequence[str] = ()) -> float:
+    """Share of the question's specific terms (numbers, years, names) the passages mention.
+
+    A passage that answers "What was Uber's revenue in Japan in 2021?" names Japan and 2021;
+    passages about revenue that never mention Japan do not answer it, however similar they are.
+    Terms that name the documents themselves ("Uber" in ``uber_2021.pdf``) are not required: a
+    filing calls its company "we".
     """
     names = [_alnum(s) for s in subjects]
-    terms = {t for t in specific_terms(question) if not any(_alnum(t) in n for n in names)}
-    if not terms:
-        return True
-    for source in sources[:COVER_PASSAGES]:
-        text = source.text.lower()
-        digits = text.replace(",", "")
-        if all(_mentions(t, text, digits) for t in terms):
-            return True
-    return False
-
-
-def _mentions(term: str, text: str, digits: str) -> bool:
-    return term in text or term.replace(",", "") in digits
+    wanted = {t for t in words.specific_terms(question) if not any(_alnum(t) in n for n in names)}
+    if not wanted:
+        return 1.0
+    text = " ".join(s.text.lower() for s in sources)
+    digits = text.replace(",", "")
+    return sum(1 for t in wanted if t in text or t.replace(",", "") in digits) / len(wanted)
 
 
 def _alnum(text: str) -> str:
@@ -151,4 +218,4 @@ def standalone_query(question: str, previous: Sequence[str]) -> str:
     if not previous:
         return question.strip()
     q = question.strip()
-    return f"{previous[-1]} {q}" if is_follow_up(q) else q
+    return f"{previous[-1]} {q}" if words.is_follow_up(q) else q

@@ -89,8 +89,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Weight of the dense (semantic) ranking in reciprocal-rank fusion."""
     sparse_weight: float = 1.0
     """Weight of the sparse (BM25, exact terms) ranking in reciprocal-rank fusion."""
-    min_similarity: float = 0.05
-    """Below this cosine similarity of the best passage, the answer is "not found"."""
+    min_confidence: float = 0.2
+    """Below this retrieval confidence (0-1), the answer says "not found" (sources still shown)."""
     max_upload_bytes: int = 100 * 1024 * 1024
     """Largest accepted upload, in bytes."""
     max_pages: int = 5000

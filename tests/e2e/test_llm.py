@@ -313,8 +313,8 @@ def test_the_json_form_and_a_follow_up_rewritten_by_the_model(stack: Stack) -> N
             assert follow_up["answer"].strip(), "the model wrote no text"
             assert completions(stack.llama) == before + 3
         else:
-            assert (follow_up["mode"], follow_up["sources"]) == ("not_found", [])
-            assert follow_up["answer"] == NOT_FOUND
+            assert follow_up["mode"] == "not_found"
+            assert follow_up["answer"].startswith(NOT_FOUND)
             assert completions(stack.llama) == before + 2
 
         stored = http.get(f"/api/v1/conversations/{conversation}", headers=stack.headers).json()

@@ -16,7 +16,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from pdfqa.answer import EXTRACTIVE_LABEL, NOT_FOUND
+from pdfqa.answer import EXTRACTIVE_NOTE, NOT_FOUND
 from pdfqa.resources import Resources
 from pdfqa.retrieval import retrieve
 from tests.integration.conftest import login, on_app, run_jobs, upload
@@ -98,7 +98,7 @@ async def test_an_extractive_answer_streams_sources_tokens_and_cited_pages(
         assert s["text"]
         assert {"chunk_id", "score", "n", "pages"} <= s.keys()
     answer = "".join(data["text"] for name, data in events if name == "token")
-    assert answer.startswith(EXTRACTIVE_LABEL.strip()[:40])
+    assert answer.count(EXTRACTIVE_NOTE) == 1
     assert "79.8" in answer  # the figure the paper reports
 
     done = events[-1][1]
@@ -146,9 +146,16 @@ async def test_the_json_form_returns_the_whole_answer(
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"message_id", "answer", "mode", "sources", "citations"}
+    assert set(body) == {"message_id", "answer", "mode", "sources", "citations", "confidence"}
     assert body["mode"] == "extractive"
     assert body["citations"]
+    assert body["confidence"] >= resources.settings.min_confidence
+    # The best sentence comes first, figures emphasised; it too is the document's own words.
+    first = re.match(r"^(.+) \[(\d+)\] \(DeepSeek_R1.pdf, p\. (\d+)\)$", body["answer"], re.M)
+    assert first is not None
+    best = first.group(1).replace("**", "")
+    source = next(s for s in body["sources"] if s["n"] == int(first.group(2)))
+    assert " ".join(best.split()) in " ".join(source["text"].split())
     # Every quoted sentence is the document's own words, from the passage it cites.
     quotes = re.findall(
         r'^- "(.+)" \[(\d+)\] \(DeepSeek_R1.pdf, p\. (\d+)\)$', body["answer"], re.M
@@ -171,10 +178,16 @@ async def test_a_question_the_documents_cannot_answer_gets_a_plain_not_found(
     events = await ask_sse(
         client, headers, conv["id"], "What is the population of Kazakhstan in 1970?"
     )
-    assert events[0] == ("sources", {"sources": []})
+    # The sources are still shown, with the (low) confidence that made it "not found".
+    name, first = events[0]
+    assert name == "sources"
+    assert first["sources"]
+    assert 0 <= first["confidence"] < resources.settings.min_confidence
     answer = "".join(d["text"] for n, d in events if n == "token")
-    assert answer.strip() == NOT_FOUND
+    assert answer.startswith(NOT_FOUND)
+    assert "confidence: low" in answer
     assert events[-1][1]["mode"] == "not_found"
+    assert events[-1][1]["confidence"] == first["confidence"]
     assert events[-1][1]["citations"] == []
 
 
@@ -348,3 +361,22 @@ async def test_bad_questions_are_refused(
         f"/api/v1/conversations/{conv['id']}/messages", json={"question": question}, headers=headers
     )
     assert r.status_code == 400
+
+
+async def test_a_small_document_is_not_crowded_out_by_a_large_one(
+    client: Client, resources: Resources, corpus: Path
+) -> None:
+    # graphrag.pdf: six slides; DeepSeek_R1.pdf: a long paper about language models. Asked
+    # about GraphRAG with both selected, the slides are among the sources.
+    headers = await login(client)
+    small = await ready_upload(client, resources, headers, corpus / "graphrag.pdf")
+    large = await ready_upload(client, resources, headers, corpus / "DeepSeek_R1.pdf")
+    conv = await conversation(client, headers, small, large)
+    events = await ask_sse(client, headers, conv["id"], "What is GraphRAG?")
+    sources = events[0][1]["sources"]
+    assert small in {s["upload_id"] for s in sources[:3]}
+    assert events[-1][1]["mode"] == "extractive"
+    # One source per page, and each names the one page its text is on.
+    pages = [(s["upload_id"], s["page"]) for s in sources]
+    assert len(pages) == len(set(pages))
+    assert all(s["pages"] == [s["page"]] for s in sources)

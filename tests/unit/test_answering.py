@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pdfqa.answer import EXTRACTIVE_LABEL, extractive_answer, pieces, prompt
+from pdfqa.answer import (
+    EXTRACTIVE_NOTE,
+    NOT_FOUND,
+    extractive_answer,
+    not_found_answer,
+    pieces,
+    prompt,
+)
 from pdfqa.citations import Source, cited
 from pdfqa.retrieval import standalone_query
 from pdfqa.words import specific_terms
@@ -35,13 +42,29 @@ def test_the_extractive_answer_quotes_the_best_matching_sentences_with_their_pag
         ),
         source(2, "Our headquarters are in San Francisco. We have many employees worldwide.", 4),
     ]
-    text = extractive_answer("What was revenue in 2021?", sources)
-    assert text.startswith(EXTRACTIVE_LABEL)
-    assert (
-        '"Revenue was $17.5 billion in 2021, up 57% year over year." [1] (report.pdf, p. 56)'
-        in text
+    text = extractive_answer("What was revenue in 2021?", sources, 0.5, 0.2)
+    # The best sentence first, the figure it asks for emphasised (not the year it already says).
+    assert text.startswith(
+        "Revenue was **$17.5 billion** in 2021, up **57%** year over year. [1] (report.pdf, p. 56)"
     )
     assert "weather" not in text
+    assert text.count(EXTRACTIVE_NOTE) == 1
+    assert text.endswith("Confidence: high (0.50)._")
+
+
+def test_table_rows_are_quoted_as_a_small_table() -> None:
+    rows = "Revenue | 2021: $17,455 | 2020: $11,139\nNet loss | 2021: $(496) | 2020: $(6,768)"
+    text = extractive_answer("What was the net loss in 2021?", [source(1, rows, 77)])
+    assert text.startswith(
+        "|  | 2021 | 2020 |\n|---|---|---|\n| Revenue | $17,455 | $11,139 |\n"
+        "| Net loss | $(496) | $(6,768) |\n[1] (report.pdf, p. 77)"
+    )
+
+
+def test_not_found_says_so_with_its_confidence() -> None:
+    text = not_found_answer(0.08, 0.2)
+    assert text.startswith(NOT_FOUND)
+    assert "low, 0.08" in text
 
 
 def test_pieces_stream_every_character_of_the_answer() -> None:

@@ -38,6 +38,8 @@ class Answer(msgspec.Struct, frozen=True):
     mode: str
     sources: list[Source]
     citations: list[Citation]
+    confidence: float
+    """Retrieval's confidence (0-1) that the sources hold the answer."""
 
 
 class Vote(msgspec.Struct, frozen=True):
@@ -106,6 +108,7 @@ class ConversationsController(Controller):
                         mode=event.mode,
                         sources=sources,
                         citations=event.citations,
+                        confidence=event.confidence,
                     )
                 )
         raise UpstreamUnavailable("The answer ended without completing.")

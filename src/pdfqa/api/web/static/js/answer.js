@@ -90,10 +90,11 @@ export class AnswerView {
     this.copy.disabled = streaming;
   }
 
-  setSources(sources) {
+  setSources(sources, confidence) {
     this.sources = sources;
     this.sourceBox.hidden = !sources.length;
-    $("summary", this.sourceBox).textContent = `Sources (${sources.length})`;
+    const sure = typeof confidence === "number" ? ` · confidence ${confidence.toFixed(2)}` : "";
+    $("summary", this.sourceBox).textContent = `Sources (${sources.length})${sure}`;
     this.sourceList.replaceChildren(...sources.map((s) => h("li", {},
       h("button", { class: "source", type: "button", dataset: { n: s.n } },
         h("span", { class: "where", text: `[${s.n}] ${s.upload_name} · p. ${pageSpan(s.pages)}` }),
@@ -135,7 +136,10 @@ export class AnswerView {
       last = match.index + match[0].length;
     }
     parts.push(text.slice(last));
-    this.answer.replaceChildren(...parts.filter((p) => p !== ""));
+    // **emphasis** (the figure an extractive answer found) becomes <strong>; all else is text.
+    const rich = parts.flatMap((p) => typeof p !== "string" ? [p]
+      : p.split(/\*\*([^*\n]+)\*\*/).map((t, i) => i % 2 ? h("strong", { text: t }) : t));
+    this.answer.replaceChildren(...rich.filter((p) => p !== ""));
   }
 
   finish({ message_id, mode }) {

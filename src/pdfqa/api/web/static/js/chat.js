@@ -158,7 +158,7 @@ async function ask(event) {
       method: "POST", json: { question }, accept: "text/event-stream", signal: controller.signal,
     });
     for await (const { event: name, data } of readEvents(response.body)) {
-      if (name === "sources") view.setSources(data.sources);
+      if (name === "sources") view.setSources(data.sources, data.confidence);
       else if (name === "token") view.appendText(data.text);
       else if (name === "done") {
         view.finish(data);

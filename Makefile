@@ -43,7 +43,7 @@ run: $(STAMP) ## Run the embedded default: API, web chat and worker in one proce
 	$(BIN)/pdfqa serve
 
 worker: $(STAMP) ## Run a separate arq worker (needs a Qdrant server: PDFQA_QDRANT_URL)
-	$(BIN)/arq pdfqa.jobs.worker.WorkerSettings
+	$(BIN)/pdfqa worker
 
 migrate: $(STAMP) ## Create the database if missing and apply migrations
 	$(BIN)/pdfqa migrate

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.ingest import reset_database
 
-from pdfqa.ingest import ingest_upload
+from pdfqa.lifecycle import ingest_upload
 from pdfqa.resources import Resources, open_resources
 from pdfqa.retrieval import embed_query, retrieve
 from pdfqa.settings import Settings, load_settings

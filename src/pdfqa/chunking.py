@@ -9,8 +9,10 @@ embedder cannot see (all-MiniLM-L6-v2 reads 256 word pieces, two of them special
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +112,24 @@ class Chunker:
         self._size = 0
         return [chunk]
 
+    def snapshot(self) -> bytes:
+        """The state between two pages, as bytes that :meth:`restore` takes back.
+
+        A checkpoint of an ingestion stores it, so a resumed job cuts the remaining pages exactly
+        as an uninterrupted one would. Generic over the private fields (``_name``), so a change to
+        the chunker's internals needs no change here.
+        """
+        state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if _private(f)}
+        return msgspec.msgpack.encode(state)
+
+    def restore(self, data: bytes) -> None:
+        """Continue from a :meth:`snapshot` (taken with the same settings)."""
+        hints = typing.get_type_hints(type(self))
+        state = msgspec.msgpack.decode(data, type=dict[str, typing.Any])
+        for f in dataclasses.fields(self):
+            if _private(f) and f.name in state:
+                setattr(self, f.name, msgspec.convert(state[f.name], hints[f.name]))
+
     def _fit(self, piece: str, page: int, tokens: int, line: bool) -> list[_Unit]:
         """Split a sentence longer than the target into word windows that fit."""
         if tokens <= self.target_tokens:
@@ -156,6 +176,10 @@ class Chunker:
         self._size = size
         self._carried = size
         return chunk
+
+
+def _private(f: dataclasses.Field[typing.Any]) -> bool:
+    return f.name.startswith("_")
 
 
 def _split(text: str) -> list[tuple[str, bool]]:

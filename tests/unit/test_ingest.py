@@ -72,10 +72,13 @@ async def test_a_task_group_failure_is_unwrapped_to_the_error_itself() -> None:
     async def waits() -> None:
         await asyncio.sleep(10)
 
-    with pytest.raises(BaseExceptionGroup) as caught:
+    async def run() -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(waits())
             tasks.create_task(fails())
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        await run()
     error = unwrap(caught.value)
     assert isinstance(error, IngestError)
     assert "memory" in str(error)

@@ -51,6 +51,8 @@ INGEST = "ingest"
 """The name of the ingestion job function."""
 RECONCILE_IDLE_S = 10.0
 """An unfinished upload untouched for this long is checked for a live job."""
+RECONCILE_LOCK = 0x7064_6671_62
+"""The advisory lock one reconciliation pass holds (any constant, the same in every process)."""
 MISSING_FILE = "The uploaded file is no longer in storage; please upload it again."
 
 _checkpoint_encoder = msgspec.msgpack.Encoder()
@@ -312,7 +314,18 @@ async def _record_progress(res: Resources, upload_id: UUID, p: Progress) -> None
 
 
 async def reconcile(res: Resources, *, idle_s: float = RECONCILE_IDLE_S) -> ReconcileReport:
-    """Give every unfinished upload without a live job a new job, or fail it (see module doc)."""
+    """Give every unfinished upload without a live job a new job, or fail it (see module doc).
+
+    One pass at a time across all workers of the deployment (a transaction-scoped advisory
+    lock): two passes could otherwise both re-enqueue a job while a worker starts it.
+    """
+    async with res.db.acquire() as lock, lock.transaction():
+        if not await lock.fetchval("SELECT pg_try_advisory_xact_lock($1)", RECONCILE_LOCK):
+            return ReconcileReport()
+        return await _reconcile(res, idle_s)
+
+
+async def _reconcile(res: Resources, idle_s: float) -> ReconcileReport:
     async with res.db.acquire() as conn:
         candidates = await uploads.unfinished(conn, idle_s)
     ingest_queue = res.queues.name("ingest")

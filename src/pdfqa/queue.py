@@ -156,7 +156,9 @@ async def hold_lease(redis: ArqRedis, job_id: str, lease_s: float = LEASE_S) -> 
     async def renew() -> None:
         while True:
             try:
-                await redis.pexpire(key, lease_ms)
+                # SET, not PEXPIRE: a Redis that lost its data mid-job gets the mark back, so
+                # the reconciler does not queue a job that is still running.
+                await redis.set(key, b"1", px=lease_ms)
             except Exception as exc:  # Redis away: the next renewal may work
                 log.warning("job %s: could not renew its lease: %r", job_id, exc)
             await asyncio.sleep(lease_s / 4)

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from bench.answers import ask as ask_marks
 from bench.ingest import CORPUS, Server, free_port, login, multipart, reset_database
 
 SMALL = ["quivr_sample.pdf", "table.pdf", "multimodal.pdf"]
@@ -114,39 +115,20 @@ async def uploader(http: httpx.AsyncClient, tally: Tally, until: float, n: int) 
 async def ask(
     http: httpx.AsyncClient, headers: dict[str, str], conversation: str, question: str, tally: Tally
 ) -> bool:
-    """One question over SSE; True when it ended with ``done``. Never raises."""
-    t0 = time.perf_counter()
-    name = ""
+    """One question over SSE (``make bench``'s client); True when it ended with ``done``."""
     tally.asked += 1
-    try:
-        async with http.stream(
-            "POST",
-            f"/api/v1/conversations/{conversation}/messages",
-            json={"question": question},
-            headers={**headers, "Accept": "text/event-stream"},
-            timeout=httpx.Timeout(30, read=120),
-        ) as r:
-            tally.count(r.status_code)
-            if r.status_code != 200:
-                return False
-            first = True
-            async for line in r.aiter_lines():
-                if line.startswith("event:"):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    if name == "token" and first:
-                        tally.ttft.append(time.perf_counter() - t0)
-                        first = False
-                    elif name == "done":
-                        tally.answered += 1
-                        return True
-                    elif name == "error":
-                        tally.error("answer: error event")
-                        return False
-    except httpx.HTTPError as exc:
-        tally.error(f"answer: {type(exc).__name__}")
-        return False
-    tally.error("answer: ended without done")
+    marks = await ask_marks(http, headers, conversation, question)
+    error = str(marks.get("error", ""))
+    if error.startswith("HTTP "):
+        tally.count(int(error.split()[1]))
+    else:
+        tally.count(200)
+    if "token" in marks:
+        tally.ttft.append(marks["token"])
+    if "done" in marks and not error:
+        tally.answered += 1
+        return True
+    tally.error(f"answer: {error.split(':', maxsplit=1)[0] or 'ended without done'}")
     return False
 
 

@@ -401,7 +401,7 @@ def _child_main(job: _ChildJob, conn: Connection) -> None:
     while True:
         try:
             number = decoder.decode(conn.recv_bytes())
-        except EOFError:
+        except (EOFError, OSError):  # the parent is gone (even killed): nothing left to do
             return
         try:
             page = pages.extract(number)

@@ -215,6 +215,7 @@ async def ingest_upload(
         await remove_vectors(res, upload_id)
     else:
         log.info("upload %s: resuming after page %d", upload_id, resume.pages_done)
+        await res.vectors.ensure_collection(res.embedder.name, res.embedder.dimensions)
 
     async def report(p: Progress) -> None:
         await _record_progress(res, upload_id, p)

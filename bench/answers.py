@@ -44,6 +44,21 @@ async def ask(
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     marks: dict[str, Any] = {"question": question}
+    try:
+        await _ask(http, headers, conversation, question, marks, t0)
+    except httpx.HTTPError as exc:  # a dropped connection is a failed stream, counted
+        marks["error"] = f"{type(exc).__name__}: {exc}"
+    return marks
+
+
+async def _ask(
+    http: httpx.AsyncClient,
+    headers: dict[str, str],
+    conversation: str,
+    question: str,
+    marks: dict[str, Any],
+    t0: float,
+) -> None:
     name = ""
     async with http.stream(
         "POST",
@@ -54,7 +69,7 @@ async def ask(
     ) as r:
         if r.status_code != 200:
             marks["error"] = f"HTTP {r.status_code}"
-            return marks
+            return
         async for line in r.aiter_lines():
             if line.startswith("event:"):
                 name = line.split(":", 1)[1].strip()
@@ -70,7 +85,6 @@ async def ask(
                     marks["mode"] = json.loads(line.split(":", 1)[1])["mode"]
                 elif name == "error":
                     marks["error"] = line
-    return marks
 
 
 async def run(env: dict[str, str], workdir: Path) -> None:

@@ -38,7 +38,7 @@ import msgspec
 import numpy as np
 from bench.ingest import reset_database
 
-from pdfqa.ingest import ingest_upload
+from pdfqa.lifecycle import ingest_upload
 from pdfqa.resources import Resources, open_resources
 from pdfqa.retrieval import Retrieval, Tuning, embed_query, retrieve
 from pdfqa.settings import Settings, load_settings

@@ -47,6 +47,8 @@ def serve(settings: Settings, processes: int = 1) -> None:
         "log_level": settings.log_level.lower(),
         "loop": "uvloop",
         "http": "httptools",
+        # SIGTERM: open requests get this long; progress streams end at once (see create_app).
+        "timeout_graceful_shutdown": max(1, round(settings.shutdown_timeout_s)),
     }
     if processes > 1:
         # Each process builds its own app from the same environment.
@@ -60,11 +62,9 @@ def serve(settings: Settings, processes: int = 1) -> None:
 
 
 def worker(settings: Settings) -> None:
-    from arq.worker import run_worker
+    from pdfqa.jobs.worker import run_worker
 
-    from pdfqa.jobs.worker import worker_settings
-
-    run_worker(worker_settings(settings))
+    sys.exit(run_worker(settings))
 
 
 def migrate(settings: Settings) -> None:
@@ -95,7 +95,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_cmd.add_argument(
         "--processes", type=int, default=1, help="API processes (with --no-worker; default 1)"
     )
-    commands.add_parser("worker", help="run an arq worker (same as `arq ...WorkerSettings`)")
+    commands.add_parser(
+        "worker", help="run a supervised arq worker (exits 1 when Redis stays unreachable)"
+    )
     commands.add_parser("migrate", help="create the database if needed and apply migrations")
     args = parser.parse_args(argv)
 

@@ -10,6 +10,7 @@ Services and stores raise these; the API maps them to HTTP problem details in on
     │   ├── TooLarge          over a configured size limit
     │   └── NotAPdf           the bytes are not a PDF
     ├── Unauthorized          no valid credentials
+    ├── Busy                  the caller holds too many of something at once (open streams)
     ├── IngestError           a PDF could not be made searchable (the reason is shown to the user)
     └── UpstreamUnavailable   a dependency (database, Redis, vector store, model endpoint) failed
 """
@@ -17,6 +18,7 @@ Services and stores raise these; the API maps them to HTTP problem details in on
 from __future__ import annotations
 
 __all__ = [
+    "Busy",
     "Conflict",
     "IngestError",
     "InvalidInput",
@@ -55,6 +57,10 @@ class NotAPdf(InvalidInput):
 
 class Unauthorized(PdfqaError):
     """Missing, invalid, expired or revoked credentials."""
+
+
+class Busy(PdfqaError):
+    """The caller already holds as many of a limited thing (open streams) as allowed."""
 
 
 class IngestError(PdfqaError):

@@ -175,22 +175,25 @@ class PdfDocument:
     ) -> None:
         await self._stop()
 
-    def pages(self) -> AsyncIterator[PageText]:
-        """Yield every page ``1..page_count`` in order; call once, inside ``async with``."""
+    def pages(self, start: int = 1) -> AsyncIterator[PageText]:
+        """Yield every page ``start..page_count`` in order; call once, inside ``async with``.
+
+        ``start`` above 1 resumes an ingestion from its checkpoint.
+        """
         if self._conn is None and self.page_count == 0:
             raise RuntimeError("pages() needs an open PdfDocument (use `async with`)")
         if self._iterating:
             raise RuntimeError("pages() can be iterated only once")
         self._iterating = True
-        return self._pages()
+        return self._pages(max(1, start))
 
-    async def _pages(self) -> AsyncIterator[PageText]:
+    async def _pages(self, start: int) -> AsyncIterator[PageText]:
         limits = self._limits
         failed_in_a_row = 0
         failed_total = 0
         sent_at: float | None = None  # when the request for `number` went to the live child
         loop = asyncio.get_running_loop()
-        for number in range(1, self.page_count + 1):
+        for number in range(start, self.page_count + 1):
             if self._conn is None:
                 await self._start(first_page=number)
             if sent_at is None:
@@ -398,7 +401,7 @@ def _child_main(job: _ChildJob, conn: Connection) -> None:
     while True:
         try:
             number = decoder.decode(conn.recv_bytes())
-        except EOFError:
+        except (EOFError, OSError):  # the parent is gone (even killed): nothing left to do
             return
         try:
             page = pages.extract(number)

@@ -1,40 +1,45 @@
-"""Pages -> chunks -> embeddings -> vectors, as one pipeline over the interfaces.
+"""Pages -> chunks -> embeddings -> points, as one pipeline over the interfaces.
 
 Three stages overlap: the extraction child process reads page *n+1* while the chunker (a thread)
 cuts page *n* and the embedder works on an earlier batch; upserts happen as batches finish. With
-a remote embedder several batches are in flight at once (``Embedder.max_concurrency``). Progress
-(``pages_done``: pages whose every chunk is stored) is written to PostgreSQL and published on
-Redis as it moves.
+a remote embedder several batches are in flight at once (``Embedder.max_concurrency``).
+
+The pipeline knows nothing of an upload's status: it reports :class:`Progress` through a
+callback, each carrying the :class:`Checkpoint` that is safe to resume from (every chunk before
+it is stored). ``pdfqa.lifecycle`` owns everything else. Point ids derive from the upload id and
+the chunk index, and a resumed run restores the chunker's exact state, so a resumed ingestion
+stores the same points, and as many, as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
 import msgspec
 
-from pdfqa import progress
-from pdfqa.chunking import Chunk, Chunker
+from pdfqa.chunking import Chunk, Chunker, ChunkerState
 from pdfqa.errors import IngestError
-from pdfqa.extract import ExtractLimits, PageText, open_pdf
+from pdfqa.extract import PageText
 from pdfqa.resources import Resources
 from pdfqa.sparse import SparseVector, sparse_document
-from pdfqa.store import uploads
 from pdfqa.store.vectors import ChunkPoint
 
 __all__ = [
-    "IngestResult",
+    "NO_TEXT",
+    "Checkpoint",
+    "PipelineResult",
+    "Progress",
+    "ReportProgress",
     "StageTimes",
-    "UploadGone",
-    "fail_upload",
-    "ingest_upload",
-    "remove_vectors",
+    "Stopped",
+    "fingerprint",
+    "ingest_pages",
+    "unwrap",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,11 +48,11 @@ NO_TEXT = (
     "No extractable text was found: the PDF seems to hold only images (scanned pages need OCR, "
     "which pdfqa does not do yet)."
 )
-PROGRESS_EVERY_S = 0.25
 
 
-class UploadGone(Exception):
-    """The upload was deleted while it was being ingested; the job stops and cleans up."""
+class Stopped(Exception):
+    """The pipeline stopped at a page boundary because it was asked to (a shutdown); the last
+    progress it reported holds the checkpoint to resume from."""
 
 
 class StageTimes(msgspec.Struct):
@@ -60,148 +65,166 @@ class StageTimes(msgspec.Struct):
     total: float = 0.0
 
 
-class IngestResult(msgspec.Struct, frozen=True):
-    """What one ingestion did (also the arq job's result)."""
+class Checkpoint(msgspec.Struct, frozen=True):
+    """Where a resumed ingestion starts: after page ``pages_done``, every chunk before
+    ``chunks`` stored, the chunker as it was then, and the chunks cut but not yet stored."""
 
-    upload_id: str
-    status: str
-    pages_total: int = 0
-    pages_skipped: int = 0
-    chunks: int = 0
-    error: str | None = None
-    times: StageTimes | None = None
+    fingerprint: str
+    """The chunking settings and embedder it was made with; another one starts over."""
+    pages_done: int
+    pages_skipped: int
+    chunks: int
+    chunker: ChunkerState
+    pending: list[Chunk]
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """How far the pipeline is; ``checkpoint`` is None before the first page is safe."""
+
+    pages_done: int
+    pages_total: int
+    pages_skipped: int
+    chunks: int
+    checkpoint: Checkpoint | None
+
+
+ReportProgress = Callable[[Progress], Awaitable[None]]
+"""Called as progress moves (the pipeline waits for it: a raise stops the pipeline)."""
+
+
+class PipelineResult(msgspec.Struct, frozen=True):
+    pages_total: int
+    pages_skipped: int
+    chunks: int
+    times: StageTimes
 
 
 @dataclass
 class _Batch:
     seq: int
     chunks: list[Chunk]
-    pages_complete: int
-    """Pages fully chunked once this batch (and all before it) is stored."""
 
 
 @dataclass
 class _Tracker:
-    """Turns batches finishing out of order into a monotonic ``pages_done``."""
+    """Turns batches finishing out of order into the latest checkpoint that is safe."""
 
     pages_total: int
-    done: set[int] = field(default_factory=set)
-    marks: dict[int, int] = field(default_factory=dict)
-    next_seq: int = 0
     pages_done: int = 0
     chunks: int = 0
     skipped: int = 0
+    safe: Checkpoint | None = None
+    done: set[int] = field(default_factory=set)
+    next_seq: int = 0
+    candidates: list[tuple[int, Checkpoint]] = field(default_factory=list)
+    """(s, checkpoint): the checkpoint is safe once every batch before ``s`` is stored."""
 
     def finish(self, batch: _Batch) -> None:
         self.done.add(batch.seq)
-        self.marks[batch.seq] = batch.pages_complete
         self.chunks += len(batch.chunks)
         while self.next_seq in self.done:
-            self.pages_done = max(self.pages_done, self.marks.pop(self.next_seq))
             self.done.discard(self.next_seq)
             self.next_seq += 1
+        self._promote()
+
+    def offer(self, seq: int, checkpoint: Checkpoint) -> None:
+        self.candidates.append((seq, checkpoint))
+        self._promote()
+
+    def _promote(self) -> None:
+        while self.candidates and self.candidates[0][0] <= self.next_seq:
+            _, self.safe = self.candidates.pop(0)
+            self.pages_done = self.safe.pages_done
 
 
-async def ingest_upload(res: Resources, upload_id: UUID) -> IngestResult:
-    """Make one upload searchable, or mark it failed with a reason a person can act on.
-
-    Raises :class:`UploadGone` if the upload disappears mid-way (its vectors are removed), and
-    lets infrastructure errors propagate so the job queue can retry them.
-    """
-    async with res.db.acquire() as conn:
-        upload = await uploads.start_processing(conn, upload_id)
-    if upload is None:
-        raise UploadGone(str(upload_id))
-    try:
-        pages_total, skipped, chunks, times = await _run(res, upload)
-    except IngestError as exc:
-        log.info("upload %s failed: %s", upload_id, exc)
-        return await fail_upload(res, upload_id, str(exc))
-    except UploadGone:
-        await remove_vectors(res, upload_id)
-        raise
-    async with res.db.acquire() as conn:
-        done = await uploads.mark_ready(
-            conn, upload_id, pages_total=pages_total, pages_skipped=skipped, chunks=chunks
-        )
-    if done is None:
-        await remove_vectors(res, upload_id)
-        raise UploadGone(str(upload_id))
-    await progress.publish(
-        res.redis,
-        upload_id,
-        progress.Ready(pages_total=pages_total, chunks=chunks, pages_skipped=skipped),
-    )
-    return IngestResult(
-        upload_id=str(upload_id),
-        status="ready",
-        pages_total=pages_total,
-        pages_skipped=skipped,
-        chunks=chunks,
-        times=times,
+def fingerprint(res: Resources) -> str:
+    """What a checkpoint depends on: the embedder and the chunk sizes."""
+    s = res.settings
+    return (
+        f"{res.embedder.name}:{s.chunk_tokens}:{s.chunk_overlap_tokens}:{res.embedder.max_tokens}"
     )
 
 
-async def remove_vectors(res: Resources, upload_id: UUID) -> None:
-    """Delete every vector of an upload."""
-    await res.vectors.delete_upload(str(upload_id))
+async def ingest_pages(
+    res: Resources,
+    *,
+    upload_id: UUID,
+    user_id: UUID,
+    pages: Callable[[int], AsyncIterator[PageText]],
+    pages_total: int,
+    report: ReportProgress,
+    resume: Checkpoint | None = None,
+    stop: asyncio.Event | None = None,
+) -> PipelineResult:
+    """Turn an upload's pages into stored points; ``pages(n)`` yields pages from ``n`` on.
 
-
-async def fail_upload(res: Resources, upload_id: UUID, reason: str) -> IngestResult:
-    """Record that an upload failed and why; then drop any vectors it got, as best it can.
-
-    The failure is written first: whatever happens to the clean-up, the upload never stays
-    ``processing``.
+    Raises :class:`IngestError` (no text, or the extraction's reason), :class:`Stopped` when
+    ``stop`` is set (at the next page boundary, after storing what was cut), and whatever the
+    stores or ``report`` raise: never an ``ExceptionGroup`` (see :func:`unwrap`).
     """
-    async with res.db.acquire() as conn:
-        await uploads.mark_failed(conn, upload_id, reason)
-    with contextlib.suppress(Exception):  # the row is the truth; the event is a courtesy
-        await progress.publish(res.redis, upload_id, progress.Failed(reason=reason))
-    try:
-        await remove_vectors(res, upload_id)
-    except Exception:
-        log.warning("upload %s: could not remove its vectors", upload_id, exc_info=True)
-    return IngestResult(upload_id=str(upload_id), status="failed", error=reason)
-
-
-async def _run(res: Resources, upload: uploads.Upload) -> tuple[int, int, int, StageTimes]:
     started = time.perf_counter()
-    upload_id = str(upload.id)
-
-    # A retried job starts from a clean slate: deterministic ids would overwrite, but a changed
-    # chunking could leave stale points behind. This runs while the extraction child starts.
-    preparing = asyncio.ensure_future(remove_vectors(res, upload.id))
+    pipeline = _Pipeline(res, upload_id, user_id, pages_total, report, resume, stop)
+    first = 1 if resume is None else resume.pages_done + 1
     try:
-        async with (
-            res.files.local_copy(upload_id) as path,
-            open_pdf(path, ExtractLimits.from_settings(res.settings)) as doc,
-        ):
-            await preparing
-            pipeline = _Pipeline(res, upload, doc.page_count)
-            await pipeline.run(doc.pages())
-    finally:
-        if not preparing.done():
-            preparing.cancel()
-        with contextlib.suppress(BaseException):
-            await preparing
+        await pipeline.run(pages(first))
+    except BaseExceptionGroup as group:
+        raise unwrap(group) from None
+    if pipeline.stopped:
+        raise Stopped(str(upload_id))
     if pipeline.tracker.chunks == 0:
         raise IngestError(NO_TEXT)
     pipeline.times.total = time.perf_counter() - started
     t = pipeline.tracker
-    return t.pages_total, t.skipped, t.chunks, pipeline.times
+    return PipelineResult(
+        pages_total=t.pages_total, pages_skipped=t.skipped, chunks=t.chunks, times=pipeline.times
+    )
+
+
+def unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that stopped a task group: its first leaf that is not a cancellation.
+
+    A task group wraps even a single failure; callers classify errors by type (retry what is
+    transient, show an :class:`IngestError`'s reason), so they must see the error itself.
+    """
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for leaf in leaves:
+        if not isinstance(leaf, asyncio.CancelledError):
+            return leaf
+    return leaves[0] if leaves else group
 
 
 class _Pipeline:
     """extract -> chunk (producer) -> embed (N workers) -> upsert (one writer), all overlapping."""
 
-    def __init__(self, res: Resources, upload: uploads.Upload, pages_total: int) -> None:
+    def __init__(  # noqa: PLR0917 - private, called once
+        self,
+        res: Resources,
+        upload_id: UUID,
+        user_id: UUID,
+        pages_total: int,
+        report: ReportProgress,
+        resume: Checkpoint | None,
+        stop: asyncio.Event | None,
+    ) -> None:
         settings = res.settings
         embedder = res.embedder
         self.res = res
-        self.upload = upload
+        self.upload_id, self.user_id = upload_id, user_id
         self.times = StageTimes()
         self.tracker = _Tracker(pages_total=pages_total)
-        self.reporter = _Reporter(res, upload.id, self.tracker)
+        self.reporter = _Reporter(report, self.tracker)
+        self.stop = stop
+        self.stopped = False
+        self.fingerprint = fingerprint(res)
         self.batch_size = settings.embed_batch_size
         self.embedders = max(1, embedder.max_concurrency)
         self.chunker = Chunker(
@@ -210,6 +233,20 @@ class _Pipeline:
             overlap_tokens=settings.chunk_overlap_tokens,
             max_tokens=embedder.max_tokens - 2,
         )
+        self.pending: list[Chunk] = []
+        self.emitted = 0
+        """Chunks cut so far (stored, in flight or pending), counting a checkpoint's."""
+        if resume is not None:
+            self.chunker.restore(resume.chunker)
+            self.pending = list(resume.pending)
+            self.emitted = resume.chunks + len(resume.pending)
+            t = self.tracker
+            t.pages_done, t.chunks, t.skipped, t.safe = (
+                resume.pages_done,
+                resume.chunks,
+                resume.pages_skipped,
+                resume,
+            )
         self.to_embed: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=self.embedders * 2)
         self.to_store: asyncio.Queue[tuple[_Batch, list[ChunkPoint]] | None] = asyncio.Queue(
             maxsize=2
@@ -223,23 +260,23 @@ class _Pipeline:
             tasks.create_task(self.store())
             await asyncio.gather(*embedding)
             await self.to_store.put(None)
+        await self.reporter.report(force=True)
 
     async def produce(self, pages: AsyncIterator[PageText]) -> None:
-        pending: list[Chunk] = []
         seq = 0
-        total = self.tracker.pages_total
 
         async def cut(final: bool) -> None:
-            nonlocal pending, seq
-            while len(pending) >= self.batch_size or (final and pending):
-                batch, pending = pending[: self.batch_size], pending[self.batch_size :]
-                mark = total if final else self.chunker.pages_complete
-                if pending:  # a page is done only when none of its chunks still waits
-                    mark = min(mark, pending[0].pages[0] - 1)
-                await self.to_embed.put(_Batch(seq, batch, mark))
+            nonlocal seq
+            while len(self.pending) >= self.batch_size or (final and self.pending):
+                batch = self.pending[: self.batch_size]
+                self.pending = self.pending[self.batch_size :]
+                await self.to_embed.put(_Batch(seq, batch))
                 seq += 1
 
         while True:
+            if self.stop is not None and self.stop.is_set():
+                self.stopped = True
+                break
             t0 = time.perf_counter()
             page = await anext(pages, None)
             self.times.extract += time.perf_counter() - t0
@@ -248,22 +285,34 @@ class _Pipeline:
             if page.error is not None:
                 self.tracker.skipped += 1
                 log.warning(
-                    "upload %s: page %d skipped: %s", self.upload.id, page.number, page.error
+                    "upload %s: page %d skipped: %s", self.upload_id, page.number, page.error
                 )
             t0 = time.perf_counter()
-            pending += await asyncio.to_thread(self.chunker.add_page, page.number, page.text)
+            cut_now = await asyncio.to_thread(self.chunker.add_page, page.number, page.text)
             self.times.chunk += time.perf_counter() - t0
+            self.pending += cut_now
+            self.emitted += len(cut_now)
             await cut(final=False)
-        pending += self.chunker.finish()
-        if pending:
+            # Safe to resume after this page once every batch sent so far is stored.
+            self.tracker.offer(
+                seq,
+                Checkpoint(
+                    fingerprint=self.fingerprint,
+                    pages_done=page.number,
+                    pages_skipped=self.tracker.skipped,
+                    chunks=self.emitted - len(self.pending),
+                    chunker=self.chunker.snapshot(),
+                    pending=list(self.pending),
+                ),
+            )
+        if not self.stopped:
+            self.pending += self.chunker.finish()
             await cut(final=True)
-        else:  # the trailing pages hold no text of their own: they are done now
-            await self.to_embed.put(_Batch(seq, [], total))
         for _ in range(self.embedders):
             await self.to_embed.put(None)
 
     async def embed(self) -> None:
-        upload_id, user_id = str(self.upload.id), str(self.upload.user_id)
+        upload_id, user_id = str(self.upload_id), str(self.user_id)
         while (batch := await self.to_embed.get()) is not None:
             points: list[ChunkPoint] = []
             if batch.chunks:
@@ -303,36 +352,31 @@ def _sparse_all(texts: list[str]) -> list[SparseVector]:
     return [sparse_document(t) for t in texts]
 
 
-class _Reporter:
-    """Writes progress to PostgreSQL and Redis, at most every ``PROGRESS_EVERY_S``."""
+PROGRESS_EVERY_S = 0.25
 
-    def __init__(self, res: Resources, upload_id: UUID, tracker: _Tracker) -> None:
-        self._res = res
-        self._upload_id = upload_id
+
+class _Reporter:
+    """Calls the progress callback when progress moved, at most every ``PROGRESS_EVERY_S``."""
+
+    def __init__(self, report: ReportProgress, tracker: _Tracker) -> None:
+        self._report = report
         self._tracker = tracker
         self._last = 0.0
-        self._sent = (-1, -1)
+        self._sent: tuple[int, int, int] = (-1, -1, -1)
 
     async def report(self, *, force: bool = False) -> None:
+        t = self._tracker
         now = time.monotonic()
-        state = (self._tracker.pages_done, self._tracker.chunks)
+        state = (t.pages_done, t.chunks, t.skipped)
         if state == self._sent or (not force and now - self._last < PROGRESS_EVERY_S):
             return
         self._last, self._sent = now, state
-        t = self._tracker
-        async with self._res.db.acquire() as conn:
-            alive = await uploads.set_progress(
-                conn,
-                self._upload_id,
-                pages_total=t.pages_total,
+        await self._report(
+            Progress(
                 pages_done=t.pages_done,
+                pages_total=t.pages_total,
                 pages_skipped=t.skipped,
                 chunks=t.chunks,
+                checkpoint=t.safe,
             )
-        if not alive:
-            raise UploadGone(str(self._upload_id))
-        event = progress.Progress(
-            pages_done=t.pages_done, pages_total=t.pages_total, chunks=t.chunks
         )
-        with contextlib.suppress(Exception):  # progress is best effort; the row is the truth
-            await progress.publish(self._res.redis, self._upload_id, event)

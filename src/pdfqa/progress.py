@@ -1,30 +1,42 @@
 """Upload progress events, published by the worker through Redis pub/sub.
 
-The API relays them to browsers as server-sent events; nothing polls the database for them.
+The API relays them to browsers as server-sent events through one :class:`Hub` per process
+(one Redis connection, fanned out in memory); nothing polls the database for them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
 
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from pdfqa.errors import Busy
 from pdfqa.store.uploads import Upload
 
 __all__ = [
+    "RESYNC",
+    "Closing",
+    "Deleted",
     "Failed",
+    "Hub",
+    "HubItem",
     "Progress",
     "Ready",
+    "TooManyStreams",
     "UploadEvent",
     "channel",
     "event_for",
-    "listen",
     "publish",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class Progress(msgspec.Struct, tag="progress", frozen=True):
@@ -43,7 +55,22 @@ class Failed(msgspec.Struct, tag="failed", frozen=True):
     reason: str
 
 
-UploadEvent = Progress | Ready | Failed
+class Deleted(msgspec.Struct, tag="deleted", frozen=True):
+    """The upload was deleted: the stream ends."""
+
+
+class Closing(msgspec.Struct, tag="closing", frozen=True):
+    """The server is shutting down: the stream ends; reconnect to another server or later."""
+
+    retry_ms: int = 2000
+
+
+UploadEvent = Progress | Ready | Failed | Deleted
+
+RESYNC = object()
+"""Sent by the hub after a reconnect: events may have been missed, re-read the state."""
+HubItem = UploadEvent | Closing | object
+SUBSCRIBE_TIMEOUT_S = 5.0
 
 _decoder: msgspec.json.Decoder[UploadEvent] = msgspec.json.Decoder(UploadEvent)
 
@@ -71,22 +98,152 @@ async def publish(redis: Redis, upload_id: UUID, event: UploadEvent) -> None:
     await redis.publish(channel(upload_id), msgspec.json.encode(event))
 
 
-@contextlib.asynccontextmanager
-async def listen(redis: Redis, upload_id: UUID) -> AsyncIterator[AsyncIterator[UploadEvent]]:
-    """Subscribe to an upload's events; the subscription is live before this yields.
+class TooManyStreams(Busy):
+    """The caller already has as many open progress streams as allowed."""
 
-    Read the upload's current state *after* entering, so no event can fall between the read and
-    the subscription.
+
+class Hub:
+    """One Redis pub/sub connection per process, fanned out in memory to every open stream.
+
+    A stream subscribes through :meth:`listen`; the first listener of an upload subscribes its
+    channel, the last one unsubscribes it. When the connection drops, the hub reconnects with
+    backoff, subscribes again and sends every listener :data:`RESYNC` (events may have been
+    missed: re-read the state). :meth:`close` (shutdown) ends every stream with :class:`Closing`.
     """
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
-    try:
-        await pubsub.subscribe(channel(upload_id))
-        yield _events(pubsub)
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    def __init__(self, redis: Redis, *, max_per_user: int) -> None:
+        self._redis = redis
+        self._max_per_user = max_per_user
+        self._listeners: dict[str, set[asyncio.Queue[HubItem]]] = {}
+        self._per_user: dict[UUID, int] = {}
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._connected = asyncio.Event()
 
-async def _events(pubsub: PubSub) -> AsyncIterator[UploadEvent]:
-    async for message in pubsub.listen():
-        if message.get("type") == "message":
-            yield _decoder.decode(message["data"])
+    async def close(self) -> None:
+        """End every stream with :class:`Closing` and stop reading."""
+        self._closed = True
+        for queues in self._listeners.values():
+            for q in queues:
+                q.put_nowait(Closing())
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._drop_pubsub()
+
+    @property
+    def open_streams(self) -> int:
+        return sum(self._per_user.values())
+
+    def check_capacity(self, user_id: UUID) -> None:
+        """Raise :class:`TooManyStreams` if the user may not open another stream now."""
+        if self._per_user.get(user_id, 0) >= self._max_per_user:
+            raise TooManyStreams(
+                f"You have {self._max_per_user} progress streams open already; close one first."
+            )
+
+    @contextlib.asynccontextmanager
+    async def listen(self, upload_id: UUID, user_id: UUID) -> AsyncIterator[asyncio.Queue[HubItem]]:
+        """A queue of an upload's events, live (subscribed) before this yields.
+
+        Read the upload's current state *after* entering, so nothing falls in between. Raises
+        :class:`TooManyStreams` past the per-user cap.
+        """
+        self.check_capacity(user_id)
+        if self._task is None and not self._closed:
+            self._task = asyncio.create_task(self._run(), name="progress-hub")
+        self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
+        name = channel(upload_id)
+        q: asyncio.Queue[HubItem] = asyncio.Queue()
+        self._listeners.setdefault(name, set()).add(q)
+        try:
+            if self._closed:
+                q.put_nowait(Closing())
+            else:
+                await self._subscribe(name)
+            yield q
+        finally:
+            self._per_user[user_id] -= 1
+            if not self._per_user[user_id]:
+                del self._per_user[user_id]
+            queues = self._listeners.get(name)
+            if queues is not None:
+                queues.discard(q)
+                if not queues:
+                    del self._listeners[name]
+                    self._confirmed.pop(name, None)
+                    if self._pubsub is not None and not self._closed:
+                        with contextlib.suppress(Exception):
+                            await self._pubsub.unsubscribe(name)
+
+    async def _subscribe(self, name: str) -> None:
+        confirmed = self._confirmed.get(name)
+        if confirmed is None:
+            await asyncio.wait_for(self._connected.wait(), SUBSCRIBE_TIMEOUT_S)
+            assert self._pubsub is not None
+            confirmed = asyncio.get_running_loop().create_future()
+            self._confirmed[name] = confirmed
+            await self._pubsub.subscribe(name)
+        await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT_S)
+
+    async def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        self._connected.clear()
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _run(self) -> None:
+        delay = 0.5
+        first = True
+        while not self._closed:
+            try:
+                pubsub = self._redis.pubsub()
+                self._pubsub = pubsub
+                # A channel of its own keeps the connection open with no stream listening.
+                await pubsub.subscribe(f"pdfqa:hub:{uuid4()}", *self._listeners)
+                self._connected.set()
+                if not first:
+                    log.info("progress hub: reconnected to Redis")
+                    for queues in self._listeners.values():
+                        for q in queues:
+                            q.put_nowait(RESYNC)
+                first = False
+                delay = 0.5
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "progress hub: Redis connection lost (%r); retrying in %.1f s", exc, delay
+                )
+                await self._drop_pubsub()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        name = message.get("channel")
+        if isinstance(name, bytes):
+            name = name.decode()
+        kind = message.get("type")
+        if kind == "subscribe":
+            future = self._confirmed.get(str(name))
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        if kind != "message":
+            return
+        try:
+            event = _decoder.decode(message["data"])
+        except msgspec.DecodeError:
+            log.warning("progress hub: an undecodable event on %s", name)
+            return
+        for q in self._listeners.get(str(name), ()):
+            q.put_nowait(event)

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
 import httpx
+import redis.exceptions
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from pdfqa.chunking import TokenCounter, word_piece_counter
 from pdfqa.embeddings import Embedder, bundled_model_dir, create_embedder
-from pdfqa.jobs.serde import deserialize, serialize
 from pdfqa.llm import ChatModel, create_chat_model
+from pdfqa.progress import Hub
+from pdfqa.queue import Queues, deserialize, serialize
 from pdfqa.settings import Settings
 from pdfqa.store import db
+from pdfqa.store.deployment import deployment_id
 from pdfqa.store.files import FileStore, LocalFileStore
 from pdfqa.store.vectors import VectorStore, open_vector_store
 
-__all__ = ["Resources", "open_resources"]
+__all__ = ["Resources", "open_resources", "redis_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,26 @@ class Resources:
     count_tokens: TokenCounter
     chat: ChatModel | None
     """The language model that writes answers; None: answers are extracted passages."""
+    queues: Queues
+    """This deployment's queue names and job ids."""
+    hub: Hub
+    """Progress events from Redis, fanned out to this process's open streams."""
+    stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    """Set when the process begins to shut down: jobs stop at a page boundary, streams end."""
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    """arq's Redis settings for ``redis_url``, with redis-py's retry and backoff turned on:
+    a blip of a second or two is absorbed; a longer outage surfaces as a ConnectionError."""
+    base = RedisSettings.from_dsn(settings.redis_url)
+    return dataclasses.replace(
+        base,
+        conn_timeout=2,
+        conn_retries=3,
+        retry_on_timeout=True,
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 3),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -56,18 +83,28 @@ async def open_resources(
     async with contextlib.AsyncExitStack() as stack:
         if migrate:
             await db.ensure_database(settings.database_url)
-        pool = await db.create_pool(settings.database_url)
+        pool = await db.create_pool(
+            settings.database_url,
+            max_size=settings.db_pool_size,
+            acquire_timeout_s=settings.db_acquire_timeout_s,
+            command_timeout_s=settings.db_command_timeout_s,
+            statement_timeout_s=settings.db_statement_timeout_s,
+        )
         stack.push_async_callback(pool.close)
-        if migrate:
-            async with pool.acquire() as conn:
+        async with pool.acquire() as conn:
+            if migrate:
                 await db.migrate(conn)
+            deployment = await deployment_id(conn)
+        queues = Queues(prefix=settings.queue_name, deployment=deployment)
         redis = await create_pool(
-            RedisSettings.from_dsn(settings.redis_url),
+            redis_settings(settings),
             job_serializer=serialize,
             job_deserializer=deserialize,
-            default_queue_name=settings.queue_name,
+            default_queue_name=queues.name("ingest"),
         )
         stack.push_async_callback(redis.aclose)
+        hub = Hub(redis, max_per_user=settings.max_streams_per_user)
+        stack.push_async_callback(hub.close)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(60.0, connect=10.0), transport=http_transport
         )
@@ -88,4 +125,6 @@ async def open_resources(
             embedder=embedder,
             count_tokens=word_piece_counter(bundled_model_dir() / "tokenizer.json"),
             chat=create_chat_model(settings, http),
+            queues=queues,
+            hub=hub,
         )

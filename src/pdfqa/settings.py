@@ -39,7 +39,25 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     embedded_worker: bool = True
     """Run an arq worker inside the API process (the embedded default)."""
     queue_name: str = "pdfqa:queue"
-    """The arq queue the API enqueues on and the workers read."""
+    """Start of the arq queue names (followed by the deployment's id and the queue kind)."""
+    reconcile_interval_s: float = 15.0
+    """How often each worker looks for unfinished uploads without a live job (and at start)."""
+    ingest_max_attempts: int = 3
+    """Attempts at one upload's ingestion (crashes, lost jobs, transient errors) before it fails."""
+    shutdown_timeout_s: float = 20.0
+    """On SIGTERM: time for running jobs and requests to finish (uvicorn's graceful timeout)."""
+    worker_give_up_s: float = 120.0
+    """A separate worker that cannot reach Redis for this long exits with status 1."""
+    max_streams_per_user: int = 32
+    """Progress streams one user may hold open at once (429 beyond)."""
+    db_pool_size: int = 20
+    """Most PostgreSQL connections one process holds."""
+    db_acquire_timeout_s: float = 5.0
+    """Longest wait for a free database connection before answering 503."""
+    db_command_timeout_s: float = 30.0
+    """Client-side limit on one database statement (asyncpg ``command_timeout``)."""
+    db_statement_timeout_s: float = 30.0
+    """Server-side limit on one database statement (PostgreSQL ``statement_timeout``)."""
 
     embedding_provider: Literal["local", "openai"] = "local"
     """``local``: the bundled all-MiniLM-L6-v2; ``openai``: an OpenAI-compatible /embeddings API."""

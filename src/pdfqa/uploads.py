@@ -1,12 +1,12 @@
-"""Uploads as a service: accept a stream, record it, queue its ingestion; read, delete, job state.
+"""Uploads as a service: accept a stream, read, list, delete, job state.
 
 The request never parses the PDF: it checks the magic number while streaming the bytes to the
-file store (hashing as they pass), inserts the row, enqueues the job and returns.
+file store (hashing as they pass), then hands the stored file to ``pdfqa.lifecycle``, which
+records it and queues its ingestion (and owns every later change of its status).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import uuid
@@ -16,12 +16,11 @@ from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
-from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
-from pdfqa.errors import NotAPdf, NotFound, TooLarge, UpstreamUnavailable
-from pdfqa.ingest import remove_vectors
-from pdfqa.jobs.serde import deserialize
+from pdfqa import lifecycle
+from pdfqa.errors import NotAPdf, NotFound, TooLarge
+from pdfqa.queue import deserialize
 from pdfqa.resources import Resources
 from pdfqa.store import uploads
 from pdfqa.store.uploads import Upload
@@ -30,9 +29,7 @@ __all__ = [
     "JobState",
     "accept_upload",
     "delete_upload",
-    "enqueue_ingest",
     "get_upload",
-    "job_id_for",
     "job_state",
     "list_uploads",
 ]
@@ -56,18 +53,6 @@ class JobState(msgspec.Struct, frozen=True):
     finished_at: datetime | None = None
     result: Any = None
     error: str | None = None
-
-
-def job_id_for(upload_id: UUID) -> str:
-    """The deterministic arq job id of an upload's ingestion (enqueueing twice is a no-op)."""
-    return f"ingest:{upload_id}"
-
-
-async def enqueue_ingest(redis: ArqRedis, upload_id: UUID, queue_name: str) -> Job | None:
-    """Enqueue an upload's ingestion under its deterministic job id; None if already there."""
-    return await redis.enqueue_job(
-        "ingest", str(upload_id), _job_id=job_id_for(upload_id), _queue_name=queue_name
-    )
 
 
 def clean_name(name: str | None) -> str:
@@ -104,25 +89,14 @@ async def accept_upload(
     except BaseException:
         await writer.abort()
         raise
-    try:
-        async with res.db.acquire() as conn:
-            upload = await uploads.insert(
-                conn,
-                upload_id=upload_id,
-                user_id=user_id,
-                name=clean_name(name),
-                size=stored.size,
-                sha256=stored.sha256,
-                job_id=job_id_for(upload_id),
-            )
-        await enqueue_ingest(res.redis, upload_id, res.settings.queue_name)
-    except Exception as exc:
-        await res.files.delete(str(upload_id))
-        with contextlib.suppress(Exception):
-            async with res.db.acquire() as conn:
-                await uploads.delete(conn, upload_id, user_id)
-        raise UpstreamUnavailable("The upload could not be queued; please try again.") from exc
-    return upload
+    return await lifecycle.create(
+        res,
+        upload_id=upload_id,
+        user_id=user_id,
+        name=clean_name(name),
+        size=stored.size,
+        sha256=stored.sha256,
+    )
 
 
 async def get_upload(res: Resources, user_id: UUID, upload_id: UUID) -> Upload:
@@ -140,17 +114,7 @@ async def list_uploads(res: Resources, user_id: UUID) -> list[Upload]:
 
 async def delete_upload(res: Resources, user_id: UUID, upload_id: UUID) -> None:
     """Remove the row, the file and every vector; abort the job if it is still running."""
-    async with res.db.acquire() as conn:
-        upload = await uploads.delete(conn, upload_id, user_id)
-    if upload is None:
-        raise NotFound("No such upload.")
-    if upload.status in ("queued", "processing"):
-        with contextlib.suppress(Exception):  # the worker also notices the row is gone
-            await Job(upload.job_id, res.redis, _queue_name=res.settings.queue_name).abort(
-                timeout=0
-            )
-    await res.files.delete(str(upload_id))
-    await remove_vectors(res, upload_id)
+    await lifecycle.delete(res, user_id, upload_id)
 
 
 async def job_state(res: Resources, user_id: UUID, job_id: str) -> JobState:
@@ -159,7 +123,7 @@ async def job_state(res: Resources, user_id: UUID, job_id: str) -> JobState:
         upload = await uploads.get_by_job(conn, job_id, user_id)
     if upload is None:
         raise NotFound("No such job.")
-    job = Job(job_id, res.redis, _queue_name=res.settings.queue_name, _deserializer=deserialize)
+    job = Job(job_id, res.redis, _queue_name=res.queues.name("ingest"), _deserializer=deserialize)
     status = await job.status()
     if status == JobStatus.not_found:
         return JobState(job_id=job_id, status="not_found")

@@ -98,9 +98,7 @@ def test_a_separate_arq_worker_processes_jobs_the_api_enqueued(
     api = Process(
         [str(BIN / "pdfqa"), "serve", "--port", str(port), "--no-worker"], env, tmp_path / "api.log"
     )
-    worker = Process(
-        [str(BIN / "arq"), "pdfqa.jobs.worker.WorkerSettings"], env, tmp_path / "worker.log"
-    )
+    worker = Process([str(BIN / "pdfqa"), "worker"], env, tmp_path / "worker.log")
     processes.extend([api, worker])
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, api)
@@ -108,7 +106,8 @@ def test_a_separate_arq_worker_processes_jobs_the_api_enqueued(
         headers = register(http)
         upload_id, events = upload_ready(http, headers, corpus / "quivr_sample.pdf", worker)
         chunks = events[-1][1]["chunks"]
-        job = http.get(f"/api/v1/jobs/ingest:{upload_id}", headers=headers).json()
+        job_id = http.get(f"/api/v1/uploads/{upload_id}", headers=headers).json()["job_id"]
+        job = http.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
         assert job["status"] == "complete"
         assert job["result"]["chunks"] == chunks
     assert worker.stop() == 0, worker.output()

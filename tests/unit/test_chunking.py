@@ -9,7 +9,6 @@ import pytest
 
 from pdfqa.chunking import Chunker, ChunkerState, TokenCounter, word_piece_counter
 from pdfqa.embeddings import bundled_model_dir
-from pdfqa.ingest import _Batch, _Tracker
 
 
 @pytest.fixture(scope="module")
@@ -120,14 +119,3 @@ def test_bad_budgets_are_refused(count: TokenCounter) -> None:
         Chunker(count, target_tokens=240, overlap_tokens=30, max_tokens=254)
     with pytest.raises(ValueError, match="overlap"):
         Chunker(count, target_tokens=40, overlap_tokens=40)
-
-
-def test_progress_only_counts_pages_whose_batches_all_finished() -> None:
-    tracker = _Tracker(pages_total=10)
-    b0, b1, b2 = _Batch(0, [], 3), _Batch(1, [], 6), _Batch(2, [], 10)
-    tracker.finish(b1)  # out of order: nothing is done until batch 0 is
-    assert tracker.pages_done == 0
-    tracker.finish(b0)
-    assert tracker.pages_done == 6
-    tracker.finish(b2)
-    assert tracker.pages_done == 10

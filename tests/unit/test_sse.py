@@ -35,6 +35,9 @@ async def test_quiet_streams_get_comment_heartbeats_and_events_still_arrive() ->
     second = await anext(stream)
     assert first.comment == "keep-alive"
     assert second.comment == "keep-alive"
+    # On the wire a keep-alive is one comment line and nothing else: no empty `data:` line,
+    # which a browser parser would try to read as JSON.
+    assert first.encode() == b": keep-alive\r\n\r\n"
     release.set()
     # Heartbeats may still be pending; the event must come through after them.
     while (item := await anext(stream)).comment is not None:

@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
 
 import httpx
 from litestar import Litestar, Router
@@ -22,7 +25,7 @@ from pdfqa.api.health import health, ready
 from pdfqa.api.meta import MetaController
 from pdfqa.api.uploads import JobsController, UploadsController
 from pdfqa.api.web import static_files_router, web_router
-from pdfqa.jobs.worker import embedded_worker, requeue_pending, stop_worker
+from pdfqa.jobs.worker import Supervisor
 from pdfqa.resources import open_resources
 from pdfqa.settings import Settings, load_settings
 
@@ -46,16 +49,34 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_resources(settings, http_transport=http_transport) as resources:
             app.state.resources = resources
-            worker = task = None
+            supervisor = task = None
             if settings.embedded_worker:
-                worker = embedded_worker(resources)
-                task = asyncio.create_task(worker.async_run(), name="embedded-arq-worker")
-                await requeue_pending(resources)
+                supervisor = Supervisor(resources)
+                task = asyncio.create_task(supervisor.run(), name="embedded-worker")
+            app.state.supervisor = supervisor
+
+            async def begin_shutdown() -> None:
+                """SIGTERM: end the progress streams now, stop taking jobs, checkpoint."""
+                resources.stopping.set()
+                await resources.hub.close()
+                if supervisor is not None:
+                    await supervisor.stop()
+
+            shutting_down: list[asyncio.Task[None]] = []
+            restore = _chain_sigterm(
+                lambda: shutting_down.append(asyncio.create_task(begin_shutdown()))
+            )
             try:
                 yield
             finally:
-                if worker is not None and task is not None:
-                    await stop_worker(worker, task)
+                restore()
+                if shutting_down:
+                    await asyncio.gather(*shutting_down, return_exceptions=True)
+                resources.stopping.set()
+                if supervisor is not None and task is not None:
+                    await supervisor.stop()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     api = Router(
         "/api/v1",
@@ -88,6 +109,34 @@ def create_app(
         ),
         debug=False,
     )
+
+
+def _chain_sigterm(on_term: Callable[[], None]) -> Callable[[], None]:
+    """Run ``on_term`` on the loop when SIGTERM arrives, before the server's own handler.
+
+    uvicorn ends the server only once every connection is closed (or its graceful timeout
+    passed): ending the endless progress streams at the signal lets it finish in time. Returns
+    the function that puts the previous handler back. Outside the main thread (tests), a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(on_term)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is handler:
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def app_from_environment() -> Litestar:

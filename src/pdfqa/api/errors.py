@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import redis.exceptions
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -9,6 +15,7 @@ from litestar.plugins.problem_details import (
 )
 
 from pdfqa.errors import (
+    Busy,
     Conflict,
     IngestError,
     InvalidInput,
@@ -20,7 +27,9 @@ from pdfqa.errors import (
     UpstreamUnavailable,
 )
 
-__all__ = ["problem_details_plugin", "to_problem"]
+__all__ = ["UNAVAILABLE", "problem_details_plugin", "to_problem"]
+
+log = logging.getLogger(__name__)
 
 # Most specific first: the first matching class decides.
 STATUS: list[tuple[type[PdfqaError], int, str]] = [
@@ -30,6 +39,7 @@ STATUS: list[tuple[type[PdfqaError], int, str]] = [
     (NotAPdf, 415, "Not a PDF"),
     (InvalidInput, 400, "Invalid input"),
     (Unauthorized, 401, "Unauthorized"),
+    (Busy, 429, "Too many at once"),
     (IngestError, 422, "Unprocessable PDF"),
     (UpstreamUnavailable, 503, "Service unavailable"),
 ]
@@ -43,10 +53,38 @@ def to_problem(exc: PdfqaError) -> ProblemDetailsException:
     return ProblemDetailsException(status_code=500, title="Internal error", detail=str(exc))
 
 
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    TimeoutError,  # a pool acquire or a command past its timeout
+    ConnectionError,  # refused, reset
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.QueryCanceledError,  # statement_timeout
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+"""Backing services failing or too slow: 503, so clients retry instead of seeing a 500."""
+
+
+def unavailable(exc: Exception) -> ProblemDetailsException:
+    log.warning("a backing service failed: %r", exc)
+    return ProblemDetailsException(
+        status_code=503,
+        title="Service unavailable",
+        detail="A backing service is unavailable or too slow right now; please try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def problem_details_plugin() -> ProblemDetailsPlugin:
+    mapping: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
+        PdfqaError: to_problem
+    }
+    mapping.update(dict.fromkeys(UNAVAILABLE, unavailable))
     return ProblemDetailsPlugin(
         ProblemDetailsConfig(
             enable_for_all_http_exceptions=True,
-            exception_to_problem_detail_map={PdfqaError: to_problem},
+            exception_to_problem_detail_map=mapping,
         )
     )

@@ -20,9 +20,11 @@ def message(event: msgspec.Struct) -> ServerSentEventMessage:
     """An SSE message whose ``event:`` is the Struct's tag and ``data:`` its JSON (tag omitted)."""
     tag = type(event).__struct_config__.tag
     body = msgspec.to_builtins(event)
+    retry = None
     if isinstance(body, dict):
         body.pop("type", None)
-    return ServerSentEventMessage(event=str(tag), data=_encoder.encode(body).decode())
+        retry = body.get("retry_ms") if tag == "closing" else None
+    return ServerSentEventMessage(event=str(tag), data=_encoder.encode(body).decode(), retry=retry)
 
 
 async def with_heartbeat(
@@ -36,7 +38,8 @@ async def with_heartbeat(
                 pending = asyncio.ensure_future(anext(events))
             done, _ = await asyncio.wait({pending}, timeout=interval)
             if not done:
-                yield ServerSentEventMessage(comment="keep-alive")
+                # A comment line only: no `data:` line, which a client would hand to its parser.
+                yield ServerSentEventMessage(comment="keep-alive", data=None)
                 continue
             try:
                 event = pending.result()

@@ -17,6 +17,7 @@ from pdfqa import uploads as service
 from pdfqa.api.deps import CurrentUser, Deps
 from pdfqa.api.multipart import file_part
 from pdfqa.api.sse import event_stream
+from pdfqa.errors import NotFound
 from pdfqa.store.uploads import Upload
 from pdfqa.uploads import JobState
 
@@ -83,24 +84,38 @@ class UploadsController(Controller):
     async def events(
         self, upload_id: FromPath[UUID], resources: Deps, user: CurrentUser
     ) -> ServerSentEvent:
-        """Progress as server-sent events: ``progress`` ..., then ``ready`` or ``failed``."""
+        """Progress as server-sent events: ``progress`` ..., then ``ready``, ``failed`` or
+        ``deleted``; ``closing`` when the server shuts down (reconnect)."""
         await service.get_upload(resources, user.id, upload_id)  # 404 before the stream starts
+        resources.hub.check_capacity(user.id)  # 429 before the stream starts
         return event_stream(_progress(resources, user, upload_id))
 
 
 async def _progress(
     resources: Deps, user: CurrentUser, upload_id: UUID
-) -> AsyncIterator[progress.UploadEvent]:
-    async with progress.listen(resources.redis, upload_id) as live:
+) -> AsyncIterator[msgspec.Struct]:
+    async with resources.hub.listen(upload_id, user.id) as live:
         # Subscribed first, read second: nothing published in between is lost.
-        current = progress.event_for(await service.get_upload(resources, user.id, upload_id))
+        current = await _current(resources, user, upload_id)
         yield current
         if not isinstance(current, progress.Progress):
             return
-        async for event in live:
-            yield event
-            if not isinstance(event, progress.Progress):
+        while True:
+            item = await live.get()
+            if item is progress.RESYNC:  # the hub reconnected: events may have been missed
+                item = await _current(resources, user, upload_id)
+            if not isinstance(item, msgspec.Struct):
+                continue
+            yield item
+            if not isinstance(item, progress.Progress):
                 return
+
+
+async def _current(resources: Deps, user: CurrentUser, upload_id: UUID) -> progress.UploadEvent:
+    try:
+        return progress.event_for(await service.get_upload(resources, user.id, upload_id))
+    except NotFound:
+        return progress.Deleted()
 
 
 class JobsController(Controller):

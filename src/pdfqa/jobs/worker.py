@@ -1,8 +1,15 @@
-"""The arq worker's composition root.
+"""The arq worker's composition root, its supervisor and the separate ``pdfqa worker`` process.
 
-``arq pdfqa.jobs.worker.WorkerSettings`` (``make worker``) reads the environment only when arq
-asks for ``WorkerSettings``; the embedded mode builds the same settings with
-:func:`worker_settings` and shares the API's open resources with the worker.
+:func:`worker_settings` is everything arq's ``Worker`` needs; :class:`Supervisor` runs one over a
+process's open resources (the API's, in the embedded mode; its own, in ``pdfqa worker``):
+
+- it restarts the worker with backoff when Redis fails under it, and reports whether it is
+  alive (``/ready``); a separate worker that cannot reach Redis for ``worker_give_up_s`` stops
+  with :class:`WorkerGaveUp` (``pdfqa worker`` then exits with status 1, for its supervisor);
+- it runs the reconciler (``lifecycle.reconcile``) at start and every ``reconcile_interval_s``;
+- :meth:`Supervisor.stop` is the graceful shutdown: no new jobs, running ones stop at a page
+  boundary and record their progress (arq queues them again), and whatever is still running
+  after ``shutdown_timeout_s`` is cancelled (arq runs it again too).
 """
 
 from __future__ import annotations
@@ -10,41 +17,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
+import time
 from typing import Any
 
+import redis.exceptions
 from arq import func
-from arq.connections import RedisSettings
 from arq.worker import Worker, create_worker
 
-from pdfqa.jobs.ingest import MAX_TRIES, ingest
-from pdfqa.jobs.serde import deserialize, serialize
-from pdfqa.resources import Resources, open_resources
-from pdfqa.settings import Settings, load_settings
-from pdfqa.store import uploads
-from pdfqa.uploads import enqueue_ingest
+from pdfqa import lifecycle
+from pdfqa.jobs.ingest import ingest
+from pdfqa.queue import deserialize, serialize
+from pdfqa.resources import Resources, open_resources, redis_settings
+from pdfqa.settings import Settings
 
-__all__ = ["embedded_worker", "requeue_pending", "stop_worker", "worker_settings"]
+__all__ = ["Supervisor", "WorkerGaveUp", "embedded_worker", "run_worker", "worker_settings"]
 
 log = logging.getLogger(__name__)
 
-KEEP_RESULT_S = 7 * 24 * 3600
+KEEP_RESULT_S = 24 * 3600
 POLL_DELAY_S = 0.1
 """How often an idle worker looks for jobs (arq's default, 0.5 s, is felt on every upload)."""
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
-def worker_settings(settings: Settings) -> dict[str, Any]:
-    """Everything arq's ``Worker`` needs, as the dict form arq accepts for ``WorkerSettings``."""
+class WorkerGaveUp(RuntimeError):
+    """Redis stayed unreachable for ``worker_give_up_s``: the process should exit non-zero."""
+
+
+def worker_settings(res: Resources) -> dict[str, Any]:
+    """Everything arq's ``Worker`` needs, for this deployment's ingestion queue."""
+    settings = res.settings
+    # arq's own limit sits above ours: the job fails the upload itself on its last attempt.
+    max_tries = settings.ingest_max_attempts + 1
     return {
         "functions": [
-            func(ingest, name="ingest", max_tries=MAX_TRIES, timeout=settings.job_timeout_s + 60)
+            func(
+                ingest,
+                name=lifecycle.INGEST,
+                max_tries=max_tries,
+                timeout=settings.job_timeout_s + 60,
+            )
         ],
-        "queue_name": settings.queue_name,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
-        "on_startup": _startup,
-        "on_shutdown": _shutdown,
-        "ctx": {"settings": settings},
+        "queue_name": res.queues.name("ingest"),
+        "redis_settings": redis_settings(settings),
+        "ctx": {"settings": settings, "resources": res},
         "max_jobs": settings.worker_concurrency,
         "job_timeout": settings.job_timeout_s + 60,
         "keep_result": KEEP_RESULT_S,
@@ -55,61 +72,161 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def _startup(ctx: dict[str, Any]) -> None:
-    if "resources" in ctx:  # embedded: the API process already opened them
-        return
-    stack = contextlib.AsyncExitStack()
-    ctx["resources"] = await stack.enter_async_context(open_resources(ctx["settings"]))
-    ctx["exit_stack"] = stack
-    await requeue_pending(ctx["resources"])
-
-
-async def _shutdown(ctx: dict[str, Any]) -> None:
-    stack: contextlib.AsyncExitStack | None = ctx.pop("exit_stack", None)
-    if stack is not None:
-        await stack.aclose()
-
-
-async def requeue_pending(res: Resources) -> int:
-    """Enqueue every unfinished upload again (a no-op for those whose job still exists).
-
-    Covers a Redis that lost its data or a crash between the database insert and the enqueue.
-    """
-    async with res.db.acquire() as conn:
-        pending = await uploads.pending(conn)
-    count = 0
-    for upload in pending:
-        job = await enqueue_ingest(res.redis, upload.id, res.settings.queue_name)
-        count += job is not None
-    if count:
-        log.info("re-enqueued %d unfinished uploads", count)
-    return count
-
-
 def embedded_worker(res: Resources, **overrides: Any) -> Worker:
-    """A worker inside another process (the API, a test), sharing its resources and Redis pool.
+    """An arq worker sharing ``res`` (and its Redis pool); tests run one with ``burst=True``.
 
-    Stop it with :func:`stop_worker`, not ``Worker.close`` (which would close the shared pool).
+    Its jobs stop at a page boundary once ``res.stopping`` is set.
     """
-    settings = dict(worker_settings(res.settings))
-    settings["ctx"] = {"settings": res.settings, "resources": res}
+    settings = dict(worker_settings(res))
+    settings["ctx"] = {**settings["ctx"], "stop": res.stopping}
     settings.update(overrides)
     worker: Worker = create_worker(settings, redis_pool=res.redis, handle_signals=False)
     return worker
 
 
-async def stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
-    """Cancel the worker's running jobs (arq retries them later) and its polling loop."""
-    worker.handle_sig(signal.SIGTERM)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    if worker.tasks:
-        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-    with contextlib.suppress(Exception):
-        await worker.pool.delete(worker.health_check_key)
+class Supervisor:
+    """Runs, restarts and stops an arq worker over open resources (see the module doc)."""
+
+    def __init__(self, res: Resources, *, give_up_s: float | None = None, **overrides: Any) -> None:
+        self.res = res
+        self.give_up_s = give_up_s
+        self.overrides = overrides
+        self.alive = False
+        """True while the worker's polling loop runs."""
+        self.last_error: str | None = None
+        self.restarts = 0
+        self._stop = asyncio.Event()
+        self._workers: list[Worker] = []
+        self._current: Worker | None = None
+        self._main: asyncio.Task[None] | None = None
+
+    def liveness(self) -> str:
+        """``ok`` or why the worker is not running (for ``/ready``)."""
+        if self.alive:
+            return "ok"
+        return f"error: worker not running ({self.last_error or 'starting'})"
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; raises :class:`WorkerGaveUp` when Redis stays away too long."""
+        reconciler = asyncio.create_task(self._reconcile_forever(), name="reconciler")
+        failing_since: float | None = None
+        delay = 1.0
+        try:
+            while not self._stop.is_set():
+                worker = self._new_worker()
+                try:
+                    self._main = asyncio.create_task(worker.main(), name="arq-worker")
+                    self.alive = True
+                    await self._main
+                    if worker.burst:
+                        return
+                except REDIS_ERRORS as exc:
+                    self.alive = False
+                    self.last_error = f"Redis: {exc}"[:200]
+                    now = time.monotonic()
+                    failing_since = failing_since or now
+                    if self.give_up_s is not None and now - failing_since > self.give_up_s:
+                        raise WorkerGaveUp(
+                            f"Redis unreachable for {now - failing_since:.0f} s"
+                        ) from exc
+                    log.error(
+                        "worker stopped by a Redis error (%r); restarting in %.0f s", exc, delay
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                    delay = min(delay * 2, 30.0)
+                    self.restarts += 1
+                    continue
+                except asyncio.CancelledError:
+                    if not self._stop.is_set():
+                        raise
+                    return
+                failing_since, delay = None, 1.0
+        finally:
+            self.alive = False
+            reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
+
+    async def stop(self) -> None:
+        """Stop taking jobs; let running ones reach a page boundary; cancel what is left."""
+        timeout = self.res.settings.shutdown_timeout_s
+        self._stop.set()
+        stop_jobs: asyncio.Event = self.res.stopping
+        stop_jobs.set()
+        for worker in self._workers:
+            worker.allow_pick_jobs = False
+        running = [t for w in self._workers for t in w.tasks.values() if not t.done()]
+        if running:
+            log.info(
+                "waiting up to %.0f s for %d running job(s) to checkpoint", timeout, len(running)
+            )
+            _, still = await asyncio.wait(running, timeout=timeout)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.gather(*still, return_exceptions=True)
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *REDIS_ERRORS):
+                await self._main
+        for worker in self._workers:
+            with contextlib.suppress(Exception):
+                await worker.pool.delete(worker.health_check_key)
+
+    def _new_worker(self) -> Worker:
+        worker = embedded_worker(self.res, **self.overrides)
+        self._workers = [w for w in self._workers if any(not t.done() for t in w.tasks.values())]
+        self._workers.append(worker)
+        self._current = worker
+        return worker
+
+    async def _reconcile_forever(self) -> None:
+        interval = self.res.settings.reconcile_interval_s
+        while True:
+            try:
+                report = await lifecycle.reconcile(self.res)
+                if report.requeued or report.failed:
+                    log.info(
+                        "reconciler: %d re-queued, %d failed (of %d checked)",
+                        report.requeued,
+                        report.failed,
+                        report.checked,
+                    )
+            except Exception as exc:
+                log.warning("reconciler: pass failed (%r); next in %.0f s", exc, interval)
+            await asyncio.sleep(interval)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "WorkerSettings":
-        return worker_settings(load_settings(os.environ))
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+async def _run(settings: Settings) -> int:
+    loop = asyncio.get_running_loop()
+    async with open_resources(settings) as res:
+        supervisor = Supervisor(res, give_up_s=settings.worker_give_up_s)
+        stopping: asyncio.Task[None] | None = None
+
+        def on_signal(sig: signal.Signals) -> None:
+            nonlocal stopping
+            log.info("%s: stopping the worker gracefully", sig.name)
+            if stopping is None:
+                stopping = asyncio.create_task(supervisor.stop())
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            await supervisor.run()
+        except WorkerGaveUp as exc:
+            log.critical("worker gives up: %s", exc)
+            return 1
+        finally:
+            if stopping is not None:
+                await stopping
+    return 0
+
+
+def run_worker(settings: Settings) -> int:
+    """``pdfqa worker``: run a supervised worker until SIGTERM (0) or until it gives up (1)."""
+    try:
+        return asyncio.run(_run(settings))
+    except REDIS_ERRORS as exc:  # Redis was not there at start (after arq's own retries)
+        log.critical("worker cannot start: Redis unreachable: %r", exc)
+        return 1

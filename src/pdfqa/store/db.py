@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import msgspec
 
-__all__ = ["create_pool", "ensure_database", "migrate"]
+__all__ = ["Pool", "create_pool", "ensure_database", "migrate"]
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,44 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    """Open the pool; the caller closes it."""
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, reset=_keep_state, init=_init_connection
+class Pool(asyncpg.Pool):  # type: ignore[misc]
+    """asyncpg's pool whose ``acquire`` waits at most ``acquire_timeout`` unless told otherwise,
+    so a starved or unreachable database answers ``TimeoutError`` (a 503) instead of hanging."""
+
+    __slots__ = ("_acquire_timeout",)
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 20,
+    acquire_timeout_s: float = 5.0,
+    command_timeout_s: float | None = 30.0,
+    statement_timeout_s: float | None = 30.0,
+) -> asyncpg.Pool:
+    """Open the pool (with the fail-fast limits); the caller closes it."""
+    server_settings = {}
+    if statement_timeout_s:
+        server_settings["statement_timeout"] = str(int(statement_timeout_s * 1000))
+    pool = Pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        reset=_keep_state,
+        init=_init_connection,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        command_timeout=command_timeout_s,
+        server_settings=server_settings,
+        timeout=acquire_timeout_s,
     )
-    assert pool is not None
+    pool._acquire_timeout = acquire_timeout_s
+    await pool
     return pool

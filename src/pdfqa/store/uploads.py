@@ -19,9 +19,10 @@ __all__ = [
     "list_for_user",
     "mark_failed",
     "mark_ready",
-    "pending",
     "set_progress",
     "start_processing",
+    "touch",
+    "unfinished",
 ]
 
 UploadStatus = Literal["queued", "processing", "ready", "failed"]
@@ -104,23 +105,53 @@ async def list_for_user(conn: asyncpg.Connection, user_id: UUID) -> list[Upload]
     return [Upload(**dict(r)) for r in rows]
 
 
-async def pending(conn: asyncpg.Connection) -> list[Upload]:
-    """Uploads whose ingestion has not finished (to re-enqueue after a lost queue)."""
+async def unfinished(conn: asyncpg.Connection, idle_s: float) -> list[tuple[Upload, int]]:
+    """Uploads ``queued`` or ``processing`` untouched for ``idle_s``, with the attempts made."""
     rows = await conn.fetch(
-        "SELECT * FROM uploads WHERE status IN ('queued', 'processing') ORDER BY created_at"
+        "SELECT u.*, coalesce(j.attempts, 0) AS attempts FROM uploads u"
+        " LEFT JOIN upload_jobs j ON j.upload_id = u.id"
+        " WHERE u.status IN ('queued', 'processing')"
+        " AND u.updated_at < now() - make_interval(secs => $1) ORDER BY u.created_at",
+        idle_s,
     )
-    return [Upload(**dict(r)) for r in rows]
+    found = []
+    for r in rows:
+        fields = dict(r)
+        attempts = fields.pop("attempts")
+        found.append((Upload(**fields), attempts))
+    return found
 
 
-async def start_processing(conn: asyncpg.Connection, upload_id: UUID) -> Upload | None:
-    """Mark an upload ``processing`` and reset its progress (a retried job starts over)."""
+async def start_processing(
+    conn: asyncpg.Connection,
+    upload_id: UUID,
+    *,
+    pages_done: int = 0,
+    pages_skipped: int = 0,
+    chunks: int = 0,
+) -> Upload | None:
+    """Mark an upload ``processing`` from the given progress (0 for a fresh start, or a
+    checkpoint's); None when it is gone or already finished."""
     row = await conn.fetchrow(
-        "UPDATE uploads SET status = 'processing', pages_done = 0, pages_skipped = 0, chunks = 0,"
-        " error = NULL, started_at = now(), finished_at = NULL, updated_at = now()"
-        " WHERE id = $1 RETURNING *",
+        "UPDATE uploads SET status = 'processing', pages_done = $2, pages_skipped = $3,"
+        " chunks = $4, error = NULL, started_at = coalesce(started_at, now()),"
+        " finished_at = NULL, updated_at = now()"
+        " WHERE id = $1 AND status IN ('queued', 'processing') RETURNING *",
         upload_id,
+        pages_done,
+        pages_skipped,
+        chunks,
     )
     return _upload(row)
+
+
+async def touch(conn: asyncpg.Connection, upload_id: UUID) -> None:
+    """Mark an unfinished upload as seen now (the reconciler just gave it a job)."""
+    await conn.execute(
+        "UPDATE uploads SET updated_at = now()"
+        " WHERE id = $1 AND status IN ('queued', 'processing')",
+        upload_id,
+    )
 
 
 async def set_progress(
@@ -151,7 +182,7 @@ async def mark_ready(
     row = await conn.fetchrow(
         "UPDATE uploads SET status = 'ready', pages_total = $2, pages_done = $2,"
         " pages_skipped = $3, chunks = $4, error = NULL, finished_at = now(), updated_at = now()"
-        " WHERE id = $1 RETURNING *",
+        " WHERE id = $1 AND status = 'processing' RETURNING *",
         upload_id,
         pages_total,
         pages_skipped,
@@ -163,7 +194,7 @@ async def mark_ready(
 async def mark_failed(conn: asyncpg.Connection, upload_id: UUID, reason: str) -> Upload | None:
     row = await conn.fetchrow(
         "UPDATE uploads SET status = 'failed', error = $2, finished_at = now(), updated_at = now()"
-        " WHERE id = $1 RETURNING *",
+        " WHERE id = $1 AND status IN ('queued', 'processing') RETURNING *",
         upload_id,
         reason,
     )

@@ -152,6 +152,7 @@ function watch(item) {
     Object.assign(item, { status: "failed", error: data.reason, connection: "done" });
     render(item);
   });
+  source.addEventListener("deleted", () => stopWatching(item));
   source.addEventListener("error", () => {
     if (item.source !== source) return;
     stopWatching(item);

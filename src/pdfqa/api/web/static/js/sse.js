@@ -14,8 +14,11 @@ function parse(block) {
     if (field === "event") event = value;
     else if (field === "data") data.push(value);
   }
-  if (!data.length) return null;
-  return { event, data: JSON.parse(data.join("\n")) };
+  // A block without data (a keep-alive comment) or with empty data is not an event: an empty
+  // string is not JSON, and a stream quiet for a while must not fail because of it.
+  const text = data.join("\n");
+  if (!text.trim()) return null;
+  return { event, data: JSON.parse(text) };
 }
 
 export async function* readEvents(body) {

@@ -1,0 +1,355 @@
+"""An upload's life, in one place: every status change, the clean-up, and the reconciler.
+
+    queued ──(a worker starts the job)──> processing ──> ready
+       │                                      │    └───> failed (with a reason a person can act on)
+       └──────── deleted at any point: the row, the file, the vectors, the job, open streams
+
+PostgreSQL is the truth. The queue only carries work: :func:`reconcile` (run by every worker at
+start and every ``reconcile_interval_s``) finds uploads that are ``queued`` or ``processing``
+without a live job (the job vanished with a Redis that lost its data, finished elsewhere, was
+given up by arq, or was never enqueued) and enqueues them again, or fails them once they have
+used up ``ingest_max_attempts``. A job whose worker died is not its business: its lease expires
+within ``queue.LEASE_S`` and another worker takes it, resuming from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from uuid import UUID
+
+import msgspec
+from arq.jobs import Job
+
+from pdfqa import progress, queue
+from pdfqa.errors import NotFound, UpstreamUnavailable
+from pdfqa.extract import ExtractLimits, open_pdf
+from pdfqa.ingest import Checkpoint, Progress, StageTimes, Stopped, fingerprint, ingest_pages
+from pdfqa.resources import Resources
+from pdfqa.store import upload_jobs, uploads
+from pdfqa.store.uploads import Upload
+
+__all__ = [
+    "INGEST",
+    "IngestResult",
+    "MISSING_FILE",
+    "ReconcileReport",
+    "UploadGone",
+    "create",
+    "delete",
+    "enqueue_ingest",
+    "fail",
+    "ingest_upload",
+    "reconcile",
+    "remove_vectors",
+]
+
+log = logging.getLogger(__name__)
+
+INGEST = "ingest"
+"""The name of the ingestion job function."""
+RECONCILE_IDLE_S = 10.0
+"""An unfinished upload untouched for this long is checked for a live job."""
+RECONCILE_LOCK = 0x7064_6671_62
+"""The advisory lock one reconciliation pass holds (any constant, the same in every process)."""
+MISSING_FILE = "The uploaded file is no longer in storage; please upload it again."
+
+_checkpoint_encoder = msgspec.msgpack.Encoder()
+_checkpoint_decoder = msgspec.msgpack.Decoder(Checkpoint)
+
+
+class UploadGone(Exception):
+    """The upload was deleted while it was being ingested; the job stops and cleans up."""
+
+
+class IngestResult(msgspec.Struct, frozen=True):
+    """What one ingestion did (also the arq job's result)."""
+
+    upload_id: str
+    status: str
+    pages_total: int = 0
+    pages_skipped: int = 0
+    chunks: int = 0
+    error: str | None = None
+    times: StageTimes | None = None
+    resumed_from_page: int = 0
+
+
+class ReconcileReport(msgspec.Struct, frozen=True):
+    checked: int = 0
+    requeued: int = 0
+    failed: int = 0
+
+
+# --- birth and death ---------------------------------------------------------------------------
+
+
+async def enqueue_ingest(res: Resources, upload_id: UUID) -> None:
+    """Queue an upload's ingestion under its deterministic job id (a no-op if it is there)."""
+    await queue.enqueue(
+        res.redis,
+        res.queues.name("ingest"),
+        INGEST,
+        res.queues.job_id(INGEST, upload_id),
+        str(upload_id),
+        str(res.queues.deployment),
+    )
+
+
+async def create(
+    res: Resources, *, upload_id: UUID, user_id: UUID, name: str, size: int, sha256: str
+) -> Upload:
+    """Record a stored file as ``queued`` and queue its ingestion.
+
+    All or nothing: if either step fails, the row and the file are removed and
+    :class:`UpstreamUnavailable` is raised (the API answers 503).
+    """
+    try:
+        async with res.db.acquire() as conn:
+            upload = await uploads.insert(
+                conn,
+                upload_id=upload_id,
+                user_id=user_id,
+                name=name,
+                size=size,
+                sha256=sha256,
+                job_id=res.queues.job_id(INGEST, upload_id),
+            )
+        await enqueue_ingest(res, upload_id)
+    except Exception as exc:
+        log.warning("upload %s could not be recorded and queued: %r", upload_id, exc)
+        await res.files.delete(str(upload_id))
+        with contextlib.suppress(Exception):
+            async with res.db.acquire() as conn:
+                await uploads.delete(conn, upload_id, user_id)
+        raise UpstreamUnavailable("The upload could not be queued; please try again.") from exc
+    return upload
+
+
+async def delete(res: Resources, user_id: UUID, upload_id: UUID) -> None:
+    """Remove the row, the file and every vector; abort its job; end its open streams."""
+    async with res.db.acquire() as conn:
+        upload = await uploads.delete(conn, upload_id, user_id)
+    if upload is None:
+        raise NotFound("No such upload.")
+    if upload.status in ("queued", "processing"):
+        with contextlib.suppress(Exception):  # the worker also notices the row is gone
+            await Job(upload.job_id, res.redis, _queue_name=res.queues.name("ingest")).abort(
+                timeout=0
+            )
+    with contextlib.suppress(Exception):  # a courtesy: streams also end on their next read
+        await progress.publish(res.redis, upload_id, progress.Deleted())
+    await res.files.delete(str(upload_id))
+    await remove_vectors(res, upload_id)
+
+
+async def remove_vectors(res: Resources, upload_id: UUID) -> None:
+    """Delete every vector of an upload."""
+    await res.vectors.delete_upload(str(upload_id))
+
+
+async def fail(res: Resources, upload_id: UUID, reason: str) -> IngestResult:
+    """Record that an upload failed and why; then drop any vectors it got, as best it can.
+
+    The failure is written first: whatever happens to the clean-up, the upload never stays
+    ``processing``. ``reason`` is shown to the user: no paths, no internals.
+    """
+    async with res.db.acquire() as conn:
+        await uploads.mark_failed(conn, upload_id, reason)
+        await upload_jobs.save_checkpoint(conn, upload_id, None)
+    with contextlib.suppress(Exception):  # the row is the truth; the event is a courtesy
+        await progress.publish(res.redis, upload_id, progress.Failed(reason=reason))
+    try:
+        await remove_vectors(res, upload_id)
+    except Exception:
+        log.warning("upload %s: could not remove its vectors", upload_id, exc_info=True)
+    return IngestResult(upload_id=str(upload_id), status="failed", error=reason)
+
+
+def interrupted_reason(attempts: int) -> str:
+    return (
+        f"Ingestion was interrupted {attempts} times (a worker stopped or a backing service "
+        "failed each time); please upload the file again, and tell the operator if it recurs."
+    )
+
+
+# --- ingestion ---------------------------------------------------------------------------------
+
+
+async def ingest_upload(
+    res: Resources, upload_id: UUID, *, stop: asyncio.Event | None = None
+) -> IngestResult:
+    """Make one upload searchable, or mark it failed with a reason a person can act on.
+
+    Resumes from the upload's checkpoint when it has one. Raises :class:`UploadGone` if the
+    upload disappears (its vectors are removed), ``ingest.Stopped`` when ``stop`` was set (the
+    attempt is not counted; progress is recorded), and lets infrastructure errors propagate so
+    the job queue can retry them.
+    """
+    async with res.db.acquire() as conn, conn.transaction():
+        current = await uploads.get(conn, upload_id)
+        if current is None:
+            raise UploadGone(str(upload_id))
+        if current.status not in ("queued", "processing"):
+            # Finished already (a duplicate delivery): nothing to do.
+            return IngestResult(upload_id=str(upload_id), status=current.status)
+        record = await upload_jobs.begin_attempt(conn, upload_id)
+    if record.attempts > res.settings.ingest_max_attempts:
+        return await fail(res, upload_id, interrupted_reason(record.attempts - 1))
+    resume = _usable_checkpoint(res, record.checkpoint)
+    async with res.db.acquire() as conn:
+        upload = await uploads.start_processing(
+            conn,
+            upload_id,
+            pages_done=resume.pages_done if resume else 0,
+            pages_skipped=resume.pages_skipped if resume else 0,
+            chunks=resume.chunks if resume else 0,
+        )
+    if upload is None:
+        raise UploadGone(str(upload_id))
+    if resume is None:
+        # A fresh start from a clean slate: deterministic ids would overwrite, but a changed
+        # chunking could leave stale points behind.
+        await remove_vectors(res, upload_id)
+    else:
+        log.info("upload %s: resuming after page %d", upload_id, resume.pages_done)
+
+    async def report(p: Progress) -> None:
+        await _record_progress(res, upload_id, p)
+
+    try:
+        async with (
+            res.files.local_copy(str(upload_id)) as path,
+            open_pdf(path, ExtractLimits.from_settings(res.settings)) as doc,
+        ):
+            result = await ingest_pages(
+                res,
+                upload_id=upload_id,
+                user_id=upload.user_id,
+                pages=doc.pages,
+                pages_total=doc.page_count,
+                report=report,
+                resume=resume,
+                stop=stop,
+            )
+    except UploadGone:
+        await remove_vectors(res, upload_id)
+        raise
+    except Stopped:
+        async with res.db.acquire() as conn:
+            await upload_jobs.release_attempt(conn, upload_id)
+        raise
+    async with res.db.acquire() as conn, conn.transaction():
+        done = await uploads.mark_ready(
+            conn,
+            upload_id,
+            pages_total=result.pages_total,
+            pages_skipped=result.pages_skipped,
+            chunks=result.chunks,
+        )
+        await upload_jobs.save_checkpoint(conn, upload_id, None)
+    if done is None:
+        await remove_vectors(res, upload_id)
+        raise UploadGone(str(upload_id))
+    with contextlib.suppress(Exception):
+        await progress.publish(
+            res.redis,
+            upload_id,
+            progress.Ready(
+                pages_total=result.pages_total,
+                chunks=result.chunks,
+                pages_skipped=result.pages_skipped,
+            ),
+        )
+    return IngestResult(
+        upload_id=str(upload_id),
+        status="ready",
+        pages_total=result.pages_total,
+        pages_skipped=result.pages_skipped,
+        chunks=result.chunks,
+        times=result.times,
+        resumed_from_page=resume.pages_done if resume else 0,
+    )
+
+
+def _usable_checkpoint(res: Resources, data: bytes | None) -> Checkpoint | None:
+    if data is None:
+        return None
+    try:
+        checkpoint = _checkpoint_decoder.decode(data)
+    except msgspec.DecodeError:
+        log.warning("ignoring an unreadable checkpoint")
+        return None
+    if checkpoint.fingerprint != fingerprint(res):
+        log.info("ignoring a checkpoint made with other chunking settings or another embedder")
+        return None
+    return checkpoint
+
+
+async def _record_progress(res: Resources, upload_id: UUID, p: Progress) -> None:
+    """Write progress (and its checkpoint) to PostgreSQL, then tell the listeners."""
+    async with res.db.acquire() as conn, conn.transaction():
+        alive = await uploads.set_progress(
+            conn,
+            upload_id,
+            pages_total=p.pages_total,
+            pages_done=p.pages_done,
+            pages_skipped=p.pages_skipped,
+            chunks=p.chunks,
+        )
+        if alive and p.checkpoint is not None:
+            await upload_jobs.save_checkpoint(
+                conn, upload_id, _checkpoint_encoder.encode(p.checkpoint)
+            )
+    if not alive:
+        raise UploadGone(str(upload_id))
+    event = progress.Progress(pages_done=p.pages_done, pages_total=p.pages_total, chunks=p.chunks)
+    with contextlib.suppress(Exception):  # progress is best effort; the row is the truth
+        await progress.publish(res.redis, upload_id, event)
+
+
+# --- reconciliation ----------------------------------------------------------------------------
+
+
+async def reconcile(res: Resources, *, idle_s: float = RECONCILE_IDLE_S) -> ReconcileReport:
+    """Give every unfinished upload without a live job a new job, or fail it (see module doc).
+
+    One pass at a time across all workers of the deployment (a transaction-scoped advisory
+    lock): two passes could otherwise both re-enqueue a job while a worker starts it.
+    """
+    async with res.db.acquire() as lock, lock.transaction():
+        if not await lock.fetchval("SELECT pg_try_advisory_xact_lock($1)", RECONCILE_LOCK):
+            return ReconcileReport()
+        return await _reconcile(res, idle_s)
+
+
+async def _reconcile(res: Resources, idle_s: float) -> ReconcileReport:
+    async with res.db.acquire() as conn:
+        candidates = await uploads.unfinished(conn, idle_s)
+    ingest_queue = res.queues.name("ingest")
+    requeued = failed = 0
+    for upload, attempts in candidates:
+        job_id = res.queues.job_id(INGEST, upload.id)
+        state = await queue.liveness(res.redis, ingest_queue, job_id)
+        if state in ("running", "queued"):
+            continue
+        if attempts >= res.settings.ingest_max_attempts:
+            log.warning(
+                "upload %s: no live job (%s) and %d attempts made: failing it",
+                upload.id,
+                state,
+                attempts,
+            )
+            await fail(res, upload.id, interrupted_reason(attempts))
+            failed += 1
+            continue
+        log.warning(
+            "upload %s: %s without a live job (%s): queued again", upload.id, upload.status, state
+        )
+        await queue.clear_job(res.redis, ingest_queue, job_id)
+        await enqueue_ingest(res, upload.id)
+        async with res.db.acquire() as conn:
+            await uploads.touch(conn, upload.id)
+        requeued += 1
+    return ReconcileReport(checked=len(candidates), requeued=requeued, failed=failed)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
-from pdfqa.chunking import Chunker, TokenCounter, word_piece_counter
+from pdfqa.chunking import Chunker, ChunkerState, TokenCounter, word_piece_counter
 from pdfqa.embeddings import bundled_model_dir
 from pdfqa.errors import IngestError
 from pdfqa.ingest import Checkpoint, _Batch, _Tracker, unwrap
@@ -55,9 +56,9 @@ def test_a_restored_chunker_cuts_exactly_as_an_uninterrupted_one(count: TokenCou
 
     first = make()
     got = [c for page in range(1, 5) for c in first.add_page(page, page_text(page))]
-    state = first.snapshot()
+    state = msgspec.msgpack.encode(first.snapshot())
     resumed = make()  # a new process: nothing but the bytes carries over
-    resumed.restore(state)
+    resumed.restore(msgspec.msgpack.decode(state, type=ChunkerState))
     got += [c for page in range(5, 9) for c in resumed.add_page(page, page_text(page))]
     got += resumed.finish()
 

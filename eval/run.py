@@ -130,10 +130,14 @@ async def ingest_all(
     ids: dict[str, uuid.UUID] = {}
     for name, path in sorted(docs.items(), key=lambda item: item[1].stat().st_size):
         known = have.get(name)
-        if known is not None:
-            if known.status == "ready":
-                ids[name] = known.id
+        if known is not None and known.status == "ready":
+            ids[name] = known.id
             continue
+        if known is not None and known.status == "failed":
+            continue  # no text layer (images only): it counts as misses
+        if known is not None:  # an earlier run was interrupted mid-way: start it again
+            async with res.db.acquire() as conn:
+                await conn.execute("DELETE FROM uploads WHERE id = $1", known.id)
         upload_id = uuid.uuid4()
         writer = await res.files.writer(str(upload_id))
         await writer.write(await asyncio.to_thread(path.read_bytes))

@@ -33,6 +33,10 @@ DISTINCT_PAGES_OVERFETCH = 3
 """With distinct pages, this many times ``limit`` passages are fetched to de-duplicate from."""
 
 
+PAGE_SUPPORT = 0.5
+"""Share of a further passage's score that its page gains."""
+
+
 class Tuning(msgspec.Struct, frozen=True):
     """How a search ranks: the settings' values by default (the eval turns parts off)."""
 
@@ -152,17 +156,23 @@ async def retrieve(
 
 
 def _distinct_pages(hits: Sequence[Hit], limit: int) -> list[Hit]:
-    """The best hit of each page, best first, up to ``limit``."""
-    seen: set[tuple[str, int]] = set()
-    out: list[Hit] = []
+    """One hit per page, best pages first, up to ``limit``.
+
+    A page's best passage stands for it; a page on which other passages matched as well ranks
+    a little higher (each adds :data:`PAGE_SUPPORT` of its score), since the answer is about
+    the page rather than one passage of it.
+    """
+    best: dict[tuple[str, int], Hit] = {}
+    score: dict[tuple[str, int], float] = {}
     for hit in hits:
         key = (hit.upload_id, hit.pages[0] if hit.pages else 0)
-        if key not in seen:
-            seen.add(key)
-            out.append(hit)
-            if len(out) == limit:
-                break
-    return out
+        if key not in best:
+            best[key] = hit
+            score[key] = hit.score
+        else:
+            score[key] += PAGE_SUPPORT * hit.score
+    ranked = sorted(best, key=lambda k: -score[k])  # stable: ties keep the engine's order
+    return [best[k] for k in ranked[:limit]]
 
 
 def _best_similarity(query: list[float], passages: Sequence[list[float] | None]) -> float:

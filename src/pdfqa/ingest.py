@@ -314,6 +314,10 @@ class _Pipeline:
     async def embed(self) -> None:
         upload_id, user_id = str(self.upload_id), str(self.user_id)
         while (batch := await self.to_embed.get()) is not None:
+            if self.stop is not None and self.stop.is_set():
+                # Stopping: drop what is not embedded yet. The checkpoint stays at the last page
+                # whose batches were all stored, so nothing dropped is lost.
+                continue
             points: list[ChunkPoint] = []
             if batch.chunks:
                 texts = [c.text for c in batch.chunks]

@@ -70,7 +70,7 @@ UploadEvent = Progress | Ready | Failed | Deleted
 RESYNC = object()
 """Sent by the hub after a reconnect: events may have been missed, re-read the state."""
 HubItem = UploadEvent | Closing | object
-SUBSCRIBE_TIMEOUT_S = 5.0
+SUBSCRIBE_TIMEOUT_S = 15.0
 
 _decoder: msgspec.json.Decoder[UploadEvent] = msgspec.json.Decoder(UploadEvent)
 
@@ -135,6 +135,11 @@ class Hub:
             self._task = None
         await self._drop_pubsub()
 
+    def start(self) -> None:
+        """Connect now rather than on the first stream (the API does at start)."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.create_task(self._run(), name="progress-hub")
+
     @property
     def open_streams(self) -> int:
         return sum(self._per_user.values())
@@ -154,8 +159,7 @@ class Hub:
         :class:`TooManyStreams` past the per-user cap.
         """
         self.check_capacity(user_id)
-        if self._task is None and not self._closed:
-            self._task = asyncio.create_task(self._run(), name="progress-hub")
+        self.start()
         self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
         name = channel(upload_id)
         q: asyncio.Queue[HubItem] = asyncio.Queue()

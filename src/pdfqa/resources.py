@@ -85,6 +85,9 @@ async def open_resources(
             await db.ensure_database(settings.database_url)
         pool = await db.create_pool(
             settings.database_url,
+            # Half the pool opened up front: a burst of requests then finds connections ready
+            # instead of queueing behind connection set-ups (and the acquire timeout).
+            min_size=max(1, settings.db_pool_size // 2),
             max_size=settings.db_pool_size,
             acquire_timeout_s=settings.db_acquire_timeout_s,
             command_timeout_s=settings.db_command_timeout_s,

@@ -41,7 +41,9 @@ from tests.e2e.test_processes import count_points
 
 pytestmark = pytest.mark.e2e
 
-BIG = "lyft_2021.pdf"  # 238 pages (tables off: ~10 s idle): long enough to be caught mid-way
+BIG = "lyft_2021.pdf"  # 238 pages (tables off: ~10 s idle): make faults' longer document
+SHORT = "DeepSeek_R1.pdf"  # 22 pages: make test's, caught after its first pages
+
 PICKUP_S = 60.0
 
 
@@ -77,8 +79,15 @@ def wait_for(
             body = {}
         if body and done(body):
             return body
-        time.sleep(0.2)
+        time.sleep(0.05)
     pytest.fail(f"upload {upload_id} never reached the expected state: {body}")
+
+
+def mid_way(body: dict[str, Any]) -> bool:
+    """Some pages stored, the rest still to do: the moment to kill."""
+    if body.get("status") in ("ready", "failed"):
+        pytest.fail(f"the upload finished before it could be interrupted: {body}")
+    return bool(body.get("pages_done", 0) >= 2)
 
 
 def ready_or_failed(body: dict[str, Any]) -> bool:
@@ -94,8 +103,25 @@ def reference_chunks(http: httpx.Client, headers: dict[str, str], path: Path, pr
     return int(body["chunks"])
 
 
+@pytest.fixture(scope="session")
+def exported_models(settings: Settings) -> Path:
+    """The embedding model exported to ONNX once (a minute on a busy machine), for every server."""
+    from pdfqa.embeddings import create_embedder
+
+    async def export() -> None:
+        async with httpx.AsyncClient() as http:
+            embedder = create_embedder(settings, http)
+            await embedder.start()
+            await embedder.aclose()
+
+    asyncio.run(export())
+    return settings.data_dir / "models"
+
+
 @pytest.fixture
-def fault_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+def fault_env(settings: Settings, tmp_path: Path, exported_models: Path) -> dict[str, str]:
+    # A data folder of its own (files, vectors), with the already exported model in it.
+    shutil.copytree(exported_models, tmp_path / "data" / "models")
     return environment(
         settings,
         PDFQA_DATA_DIR=str(tmp_path / "data"),
@@ -116,32 +142,35 @@ def test_sigkill_of_pdfqa_serve_mid_ingestion_then_restart_resumes_exactly(
     server, base = serve(fault_env, tmp_path / "serve-1.log", processes)
     with httpx.Client(base_url=base, timeout=30) as http:
         headers = register(http)
-        r = post_pdf(http, headers, corpus / BIG)
+        r = post_pdf(http, headers, corpus / SHORT)
         assert r.status_code == 202, r.text
         upload_id = r.json()["id"]
-        before = wait_for(http, headers, upload_id, lambda b: b["pages_done"] >= 20, 300)
+        before = wait_for(http, headers, upload_id, mid_way, 300)
         assert before["status"] == "processing"
     server.proc.kill()
     server.proc.wait()
     killed_at = time.monotonic()
 
     server, base = serve(fault_env, tmp_path / "serve-2.log", processes)
+    healthy_at = time.monotonic()
     try:
         with httpx.Client(base_url=base, timeout=30) as http:
             resumed = wait_for(
                 http, headers, upload_id, lambda b: b["updated_at"] != before["updated_at"], 120
             )
             picked_up_s = time.monotonic() - killed_at
+            after_restart_s = time.monotonic() - healthy_at
             body = wait_for(http, headers, upload_id, ready_or_failed, 600)
             ready_s = time.monotonic() - killed_at
             assert body["status"] == "ready", (body, server.output()[-3000:])
             assert "resuming after page" in server.output()
-            expected = reference_chunks(http, headers, corpus / BIG, server)
+            expected = reference_chunks(http, headers, corpus / SHORT, server)
         print(
-            f"SIGKILL serve: taken again {picked_up_s:.1f} s after the kill, ready {ready_s:.1f} s"
+            f"SIGKILL serve: taken again {picked_up_s:.1f} s after the kill "
+            f"({after_restart_s:.1f} s after the restarted server answered), ready {ready_s:.1f} s"
         )
-        assert resumed["pages_done"] >= 0
-        assert picked_up_s < PICKUP_S + 30  # + the restart itself (model load, migrations)
+        assert resumed["status"] in ("processing", "ready")
+        assert after_restart_s < PICKUP_S  # the lease (20 s) expired; the restart's own time aside
         assert body["chunks"] == expected
     finally:
         server.stop()
@@ -197,7 +226,7 @@ def test_sigterm_with_streams_open_exits_in_bounded_time_and_the_job_resumes(
     streams: list[list[str]] = [[], [], []]
     with httpx.Client(base_url=base, timeout=30) as http:
         headers = register(http)
-        r = post_pdf(http, headers, corpus / BIG)
+        r = post_pdf(http, headers, corpus / SHORT)
         assert r.status_code == 202, r.text
         upload_id = r.json()["id"]
 
@@ -207,14 +236,17 @@ def test_sigterm_with_streams_open_exits_in_bounded_time_and_the_job_resumes(
                 httpx.Client(base_url=base, timeout=timeout) as own,
                 own.stream("GET", f"/api/v1/uploads/{upload_id}/events", headers=headers) as resp,
             ):
-                for line in sse_lines(resp.iter_text()):
-                    if line.startswith("event:"):
-                        into.append(line.split(":", 1)[1].strip())
+                try:
+                    for line in sse_lines(resp.iter_text()):
+                        if line.startswith("event:"):
+                            into.append(line.split(":", 1)[1].strip())
+                except httpx.HTTPError as exc:  # counted: the assertion below shows it
+                    into.append(f"broken: {type(exc).__name__}")
 
         readers = [threading.Thread(target=follow, args=(s,), daemon=True) for s in streams]
         for t in readers:
             t.start()
-        wait_for(http, headers, upload_id, lambda b: b["pages_done"] >= 20, 300)
+        wait_for(http, headers, upload_id, mid_way, 300)
     started = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait(60)
@@ -225,6 +257,7 @@ def test_sigterm_with_streams_open_exits_in_bounded_time_and_the_job_resumes(
     assert exit_s < 2 * 10 + 10  # two graceful timeouts (requests, then jobs) and some slack
     assert all(s and s[-1] == "closing" for s in streams), streams
     assert "stopped at a page boundary" in server.output()
+    assert "resuming after page" not in server.output()
 
     server, base = serve(fault_env, tmp_path / "serve-2.log", processes)
     try:

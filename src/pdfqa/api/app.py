@@ -49,6 +49,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_resources(settings, http_transport=http_transport) as resources:
             app.state.resources = resources
+            resources.hub.start()
             supervisor = task = None
             if settings.embedded_worker:
                 supervisor = Supervisor(resources)

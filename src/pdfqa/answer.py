@@ -79,9 +79,7 @@ def _prompt_text(name: str) -> str:
 
 
 _CITATION_LIKE = re.compile(r"\[(\s*\d+\s*)\]")
-_ROLE_LIKE = re.compile(
-    r"^[ \t]*(#+[ \t]*)?(system|assistant|user|instruction|instructions)[ \t]*:", re.I | re.M
-)
+_ROLE_LIKE = re.compile(r"(#+[ \t]*)?\b(system|assistant|user|instructions?)[ \t]*:", re.I)
 
 
 def escape_passage(text: str) -> str:
@@ -89,12 +87,12 @@ def escape_passage(text: str) -> str:
 
     ``&``, ``<`` and ``>`` are escaped (so no tag, chat-template token such as ``<|im_end|>``
     or delimiter can be spelled), ``[n]`` becomes ``(n)`` (a passage cannot cite, or pose as,
-    another passage) and a line opening like a role header (``System:``, ``### Instruction:``)
+    another passage) and anything shaped like a role header (``System:``, ``### Instruction:``)
     is marked as quoted text.
     """
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _CITATION_LIKE.sub(r"(\1)", text)
-    return _ROLE_LIKE.sub(lambda m: "(quoted) " + m.group(0).lstrip(), text)
+    return _ROLE_LIKE.sub(lambda m: "(quoted) " + m.group(0), text)
 
 
 def _attribute(value: str) -> str:

@@ -163,8 +163,7 @@ async def ask(
         raise Conflict("None of this conversation's documents is available any more.")
     await quotas.hit(
         res.redis,
-        "questions",
-        user_id,
+        quotas.key(res.settings, "questions", user_id),
         limit=res.settings.questions_per_minute,
         window_s=60,
         what="questions a minute",

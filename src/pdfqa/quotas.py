@@ -14,17 +14,15 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from pdfqa.errors import RateLimited
+from pdfqa.settings import Settings
 
-__all__ = ["hit", "storage_used"]
+__all__ = ["hit", "key", "storage_used"]
 
 
-async def hit(
-    redis: ArqRedis, name: str, user_id: UUID, *, limit: int, window_s: int, what: str
-) -> None:
-    """Count one ``name`` event for the user; :class:`RateLimited` past ``limit`` per window."""
+async def hit(redis: ArqRedis, key: str, *, limit: int, window_s: int, what: str) -> None:
+    """Count one event under ``key``; :class:`RateLimited` past ``limit`` per window."""
     if limit <= 0:
         return
-    key = f"pdfqa:quota:{name}:{user_id}"
     async with redis.pipeline(transaction=True) as pipe:
         pipe.incr(key)
         pipe.expire(key, window_s, nx=True)
@@ -35,6 +33,11 @@ async def hit(
             f"You can make at most {limit} {what}; try again in {int(ttl)} s.",
             retry_after=int(ttl) if int(ttl) > 0 else window_s,
         )
+
+
+def key(settings: Settings, name: str, user_id: UUID) -> str:
+    """The counter of ``name`` events of one user, per deployment (prefixed by its queue name)."""
+    return f"{settings.queue_name}:quota:{name}:{user_id}"
 
 
 async def storage_used(conn: asyncpg.Connection, user_id: UUID) -> int:

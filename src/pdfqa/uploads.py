@@ -86,8 +86,7 @@ async def accept_upload(
     settings = res.settings
     await quotas.hit(
         res.redis,
-        "uploads",
-        user_id,
+        quotas.key(settings, "uploads", user_id),
         limit=settings.uploads_per_hour,
         window_s=3600,
         what="uploads an hour",

@@ -88,7 +88,9 @@ class RetryAfterRateLimit(RateLimitMiddleware):
 
     def create_response_headers(self, cache_object: CacheObject) -> dict[str, str]:
         headers = super().create_response_headers(cache_object)
-        headers["Retry-After"] = str(max(1, int(headers[self.config.rate_limit_reset_header_key])))
+        if len(cache_object.history) >= self.max_requests:  # only on the 429 itself
+            reset = int(headers[self.config.rate_limit_reset_header_key])
+            headers["Retry-After"] = str(max(1, reset))
         return headers
 
 

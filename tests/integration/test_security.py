@@ -26,6 +26,7 @@ from pdfqa.api.app import create_app
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings
 from tests.integration.conftest import login, on_app, run_jobs, upload
+from tests.integration.test_conversations import parse_sse
 from tests.pdfs import text_pdf
 
 Client = AsyncTestClient[Litestar]
@@ -557,3 +558,36 @@ async def test_page_limit_bounds(client: Client, limit: int) -> None:
     assert r.status_code == 200
     r = await client.get(f"/api/v1/conversations?limit={limit * 1000}", headers=headers)
     problem(r, 400)
+
+
+async def test_a_stream_that_breaks_for_any_reason_ends_with_an_error_event(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = await login(client)
+    pdf = text_pdf(["The revenue of Example Corp was 42 million dollars in 2021."] * 5)
+    accepted = await upload_bytes(client, headers, pdf, "r.pdf")
+    on_app(client, run_jobs, client.app.state.resources)
+    r = await client.post(
+        "/api/v1/conversations", json={"upload_ids": [accepted["id"]]}, headers=headers
+    )
+    conversation = r.json()["id"]
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug after the tokens went out")
+
+    # Our own code failing after the answer streamed (not a fake of anything external).
+    monkeypatch.setattr("pdfqa.conversations.cited", broken)
+    r = await client.post(
+        f"/api/v1/conversations/{conversation}/messages",
+        json={"question": "What was the revenue of Example Corp in 2021?"},
+        headers={**headers, "Accept": "text/event-stream"},
+    )
+    events = parse_sse(r.text)
+    assert events[0][0] == "sources"
+    assert "token" in [name for name, _ in events]
+    assert events[-1][0] == "error", events[-1]
+    assert "internal error" in events[-1][1]["detail"]
+    logged = [rec for rec in caplog.records if rec.exc_info and rec.levelname == "ERROR"]
+    assert any("a bug after the tokens went out" in str(rec.exc_info[1]) for rec in logged)
+    detail = (await client.get(f"/api/v1/conversations/{conversation}", headers=headers)).json()
+    assert detail["messages"] == []  # nothing half-saved

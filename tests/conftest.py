@@ -68,6 +68,12 @@ def settings(database_url: str, data_dir: Path, test_run_id: str) -> Settings:
         # The brief's standard: tests run Qdrant in qdrant-client's local mode. The vector
         # store's own tests cover both embedded engines; the e2e tests run the product default.
         embedded_vectors="local",
+        # OWASP's scrypt cost (2**17, 128 MiB, ~0.3 s) on every registration and login would add
+        # minutes to the suite; tests of the cost itself set it back (test_accounts.py).
+        scrypt_log_n=14,
+        # The test client talks plain HTTP to "testserver.local", where "auto" would pick a
+        # Secure cookie that httpx never sends back over HTTP; test_cookies.py covers "auto".
+        cookie_secure="never",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -29,6 +30,7 @@ __all__ = [
     "Sources",
     "Token",
     "confidence_label",
+    "escape_passage",
     "extractive_answer",
     "not_found_answer",
     "prompt",
@@ -74,15 +76,49 @@ def _prompt_text(name: str) -> str:
     return (resources.files("pdfqa") / "prompts" / f"{name}.md").read_text(encoding="utf-8")
 
 
+_CITATION_LIKE = re.compile(r"\[(\s*\d+\s*)\]")
+_ROLE_LIKE = re.compile(r"(#+[ \t]*)?\b(system|assistant|user|instructions?)[ \t]*:", re.I)
+
+
+def escape_passage(text: str) -> str:
+    """Passage text as inert data inside the prompt's delimiters.
+
+    ``&``, ``<`` and ``>`` are escaped (so no tag, chat-template token such as ``<|im_end|>``
+    or delimiter can be spelled), ``[n]`` becomes ``(n)`` (a passage cannot cite, or pose as,
+    another passage) and anything shaped like a role header (``System:``, ``### Instruction:``)
+    is marked as quoted text.
+    """
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _CITATION_LIKE.sub(r"(\1)", text)
+    return _ROLE_LIKE.sub(lambda m: "(quoted) " + m.group(0), text)
+
+
+def _attribute(value: str) -> str:
+    return escape_passage(value).replace('"', "&quot;").replace("\n", " ")
+
+
 def prompt(
-    question: str, sources: Sequence[Source], history: Sequence[tuple[str, str]]
+    question: str,
+    sources: Sequence[Source],
+    history: Sequence[tuple[str, str]],
+    *,
+    nonce: str | None = None,
 ) -> list[ChatMessage]:
-    """The chat for a grounded answer: rules, earlier turns, numbered passages, the question."""
+    """The chat for a grounded answer: rules, earlier turns, delimited passages, the question.
+
+    Each passage sits between ``<passage-NONCE n=".." document=".." page="..">`` and
+    ``</passage-NONCE>``, where NONCE is random for every prompt, so text inside a PDF cannot
+    guess it to close its passage or open a forged one; the text itself is escaped
+    (:func:`escape_passage`). The system prompt tells the model the passages are untrusted data.
+    """
+    tag = f"passage-{nonce or secrets.token_hex(8)}"
     passages = "\n\n".join(
-        f"[{s.n}] ({s.upload_name}, page {'-'.join(map(str, _span(s.pages)))})\n{s.text}"
+        f'<{tag} n="{s.n}" document="{_attribute(s.upload_name)}"'
+        f' page="{"-".join(map(str, _span(s.pages)))}">\n{escape_passage(s.text)}\n</{tag}>'
         for s in sources
     )
-    messages = [ChatMessage(role="system", content=_prompt_text("answer"))]
+    rules = _prompt_text("answer").replace("{tag}", tag)
+    messages = [ChatMessage(role="system", content=rules)]
     for asked, answered in history[-3:]:
         messages.append(ChatMessage(role="user", content=asked))
         messages.append(ChatMessage(role="assistant", content=answered))

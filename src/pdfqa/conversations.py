@@ -18,18 +18,21 @@ from uuid import UUID
 import msgspec
 
 from pdfqa import answer as answering
-from pdfqa import words
+from pdfqa import quotas, words
 from pdfqa.answer import AnswerEvent, Done, Error, Sources, Token
 from pdfqa.citations import cited
 from pdfqa.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
+from pdfqa.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
 from pdfqa.resources import Resources
 from pdfqa.retrieval import retrieve, standalone_query
+from pdfqa.sanitize import display_name
 from pdfqa.store import conversations as store
 from pdfqa.store import uploads as upload_store
 from pdfqa.store.conversations import Conversation, Feedback, FeedbackRecord, Message
 
 __all__ = [
     "ConversationDetail",
+    "ConversationPage",
     "ask",
     "create_conversation",
     "delete_conversation",
@@ -79,13 +82,31 @@ async def create_conversation(
                 )
         names = [u.name for u in found if u is not None]
         default = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
-        clean = (title or "").strip()[:200] or default
+        clean = display_name(title or "", limit=200) or default
         return await store.create(conn, uuid.uuid4(), user_id, clean, wanted)
 
 
-async def list_conversations(res: Resources, user_id: UUID) -> list[Conversation]:
+class ConversationPage(msgspec.Struct, frozen=True):
+    """A page of conversations; ``next_cursor`` fetches the next (null: no more)."""
+
+    items: list[Conversation]
+    next_cursor: str | None
+
+
+async def list_conversations(
+    res: Resources, user_id: UUID, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+) -> ConversationPage:
+    after = decode_cursor(cursor)
     async with res.db.acquire() as conn:
-        return await store.list_for_user(conn, user_id)
+        items = await store.list_for_user(
+            conn, user_id, limit + 1, (after.at, after.id) if after else None
+        )
+    more = len(items) > limit
+    items = items[:limit]
+    last = items[-1] if more else None
+    return ConversationPage(
+        items=items, next_cursor=encode_cursor(last.updated_at, last.id) if last else None
+    )
 
 
 async def get_conversation(
@@ -134,6 +155,13 @@ async def ask(
     names = {u.id: u.name for u in uploads if u is not None and u.status == "ready"}
     if not names:
         raise Conflict("None of this conversation's documents is available any more.")
+    await quotas.hit(
+        res.redis,
+        quotas.key(res.settings, "questions", user_id),
+        limit=res.settings.questions_per_minute,
+        window_s=60,
+        what="questions a minute",
+    )
     return _answer(
         res,
         user_id=user_id,
@@ -176,24 +204,30 @@ async def _answer(
         async for piece in stream:
             chunks.append(piece)
             yield Token(text=piece)
+        text = "".join(chunks).strip()
+        message = Message(
+            id=uuid.uuid4(),
+            conversation_id=conversation.id,
+            question=question,
+            query=query,
+            answer=text,
+            mode=mode,
+            sources=sources,
+            citations=cited(text, sources),
+            created_at=datetime.now(UTC),
+        )
+        async with res.db.acquire() as conn:
+            await store.insert_message(conn, message)
     except UpstreamUnavailable as err:
         log.warning("answer failed upstream: %s", err)
         yield Error(detail=str(err))
         return
-    text = "".join(chunks).strip()
-    message = Message(
-        id=uuid.uuid4(),
-        conversation_id=conversation.id,
-        question=question,
-        query=query,
-        answer=text,
-        mode=mode,
-        sources=sources,
-        citations=cited(text, sources),
-        created_at=datetime.now(UTC),
-    )
-    async with res.db.acquire() as conn:
-        await store.insert_message(conn, message)
+    except Exception:
+        # Whatever broke, the stream ends with an error event (never a cut-off stream), and the
+        # traceback goes to the log.
+        log.exception("answering failed")
+        yield Error(detail="The answer failed because of an internal error; please try again.")
+        return
     yield Done(
         message_id=message.id, citations=message.citations, mode=mode, confidence=found.confidence
     )

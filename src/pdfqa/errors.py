@@ -7,10 +7,14 @@ Services and stores raise these; the API maps them to HTTP problem details in on
     ├── NotFound              the thing does not exist, or is not the caller's
     ├── Conflict              the thing is in the wrong state (e-mail taken, upload not ready)
     ├── InvalidInput          the caller sent something we cannot accept
-    │   ├── TooLarge          over a configured size limit
-    │   └── NotAPdf           the bytes are not a PDF
+    │   ├── TooLarge          over a configured size limit or quota
+    │   ├── NotAPdf           the bytes are not a PDF
+    │   ├── WrongMediaType    the body is not of the media type the endpoint reads (JSON)
+    │   └── RequestTimeout    the client stopped sending its body part-way
     ├── Unauthorized          no valid credentials
     ├── Busy                  the caller holds too many of something at once (open streams)
+    ├── Forbidden             the request may not do this (cross-site, registration closed)
+    ├── RateLimited           too many attempts or requests; ``retry_after`` says when to retry
     ├── IngestError           a PDF could not be made searchable (the reason is shown to the user)
     └── UpstreamUnavailable   a dependency (database, Redis, vector store, model endpoint) failed
 """
@@ -20,14 +24,18 @@ from __future__ import annotations
 __all__ = [
     "Busy",
     "Conflict",
+    "Forbidden",
     "IngestError",
     "InvalidInput",
     "NotAPdf",
     "NotFound",
     "PdfqaError",
+    "RateLimited",
+    "RequestTimeout",
     "TooLarge",
     "Unauthorized",
     "UpstreamUnavailable",
+    "WrongMediaType",
 ]
 
 
@@ -53,6 +61,26 @@ class TooLarge(InvalidInput):
 
 class NotAPdf(InvalidInput):
     """The bytes do not start like a PDF file."""
+
+
+class WrongMediaType(InvalidInput):
+    """The body's media type is not the one the endpoint reads."""
+
+
+class RequestTimeout(InvalidInput):
+    """The client went quiet while sending its body."""
+
+
+class Forbidden(PdfqaError):
+    """The caller may not do this (a cross-site request, closed registration, not an admin)."""
+
+
+class RateLimited(PdfqaError):
+    """Too many attempts or requests in a window; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class Unauthorized(PdfqaError):

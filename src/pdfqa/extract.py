@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from pdfqa.errors import IngestError
+from pdfqa.pdf_header import HEADER_WINDOW, NOT_A_PDF, pdf_header_offset
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -158,8 +159,8 @@ class PdfDocument:
         head = await asyncio.to_thread(_read_head, self._path)
         if not head:
             raise IngestError("The file is empty.")
-        if b"%PDF-" not in head:
-            raise IngestError("The file is not a PDF.")
+        if pdf_header_offset(head) is None:
+            raise IngestError(NOT_A_PDF)
         try:
             self.page_count = await self._start(first_page=1)
         except BaseException:
@@ -345,7 +346,7 @@ async def _reap(proc: BaseProcess) -> None:
 
 def _read_head(path: Path) -> bytes:
     with path.open("rb") as f:
-        return f.read(1024)
+        return f.read(HEADER_WINDOW + 8)
 
 
 def _seconds(value: float) -> str:

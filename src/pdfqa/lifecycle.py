@@ -164,7 +164,16 @@ async def fail(res: Resources, upload_id: UUID, reason: str) -> IngestResult:
         await remove_vectors(res, upload_id)
     except Exception:
         log.warning("upload %s: could not remove its vectors", upload_id, exc_info=True)
+    await delete_failed_file(res, upload_id)
     return IngestResult(upload_id=str(upload_id), status="failed", error=reason)
+
+
+async def delete_failed_file(res: Resources, upload_id: UUID) -> None:
+    """Delete the stored file of a failed upload (its row keeps the reason); never raises."""
+    try:
+        await res.files.delete(str(upload_id))
+    except Exception:
+        log.warning("upload %s: could not delete its file", upload_id, exc_info=True)
 
 
 def interrupted_reason(attempts: int) -> str:

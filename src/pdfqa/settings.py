@@ -12,7 +12,7 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "csv", "load_settings"]
 
 PREFIX = "PDFQA_"
 
@@ -128,8 +128,45 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Hard limit for one ingestion job."""
     session_ttl_s: int = 14 * 24 * 3600
     """How long a login token stays valid."""
+    session_idle_s: int = 24 * 3600
+    """A session unused for this long ends (idle timeout)."""
+    scrypt_log_n: int = 17
+    """Password hashing cost: scrypt N = 2**this, r=8, p=1 (17 is OWASP's minimum)."""
+    login_attempts: int = 5
+    """Failed logins for one account from one client address before it must wait."""
+    login_window_s: int = 900
+    """Window of ``login_attempts``; a lock-out ends when it does."""
+    auth_rate_per_minute: int = 30
+    """Requests to ``/api/v1/auth/*`` one client address may make per minute."""
+    registration: Literal["open", "closed"] = "open"
+    """Self-registration: ``open``, or ``closed`` (only an admin creates accounts)."""
+    registration_domains: str = ""
+    """Comma-separated e-mail domains allowed to self-register; empty: any domain."""
+    admin_emails: str = ""
+    """Comma-separated e-mail addresses of admins (they may create users)."""
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+    """``Secure`` + ``__Host-`` session cookie: ``auto`` when served over HTTPS or not localhost."""
+    trusted_origins: str = ""
+    """Comma-separated extra origins (``https://host``) allowed to send unsafe requests."""
+    allowed_hosts: str = ""
+    """Comma-separated host names the app answers to (``*.example.com`` allowed); empty: any."""
+    api_docs: bool = False
+    """Serve the interactive API docs at ``/api/docs`` (vendored assets); the schema always is."""
+    body_idle_timeout_s: float = 30.0
+    """A request body that sends nothing for this long is answered ``408``."""
+    max_storage_bytes: int = 5 * 1024**3
+    """Total size of one user's uploads; 0: unlimited."""
+    uploads_per_hour: int = 100
+    """Uploads one user may make per hour; 0: unlimited."""
+    questions_per_minute: int = 20
+    """Questions one user may ask per minute; 0: unlimited."""
     log_level: str = "INFO"
     """Python logging level."""
+
+
+def csv(value: str) -> list[str]:
+    """The items of a comma-separated setting, stripped, without empty ones."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:

@@ -8,7 +8,6 @@ records it and queues its ingestion (and owns every later change of its status).
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -18,15 +17,19 @@ from uuid import UUID
 import msgspec
 from arq.jobs import Job, JobStatus
 
-from pdfqa import lifecycle
+from pdfqa import lifecycle, quotas
 from pdfqa.errors import NotAPdf, NotFound, TooLarge
+from pdfqa.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
+from pdfqa.pdf_header import HEADER_WINDOW, NOT_A_PDF, pdf_header_offset
 from pdfqa.queue import deserialize
 from pdfqa.resources import Resources
+from pdfqa.sanitize import display_name, has_control
 from pdfqa.store import uploads
 from pdfqa.store.uploads import Upload
 
 __all__ = [
     "JobState",
+    "UploadPage",
     "accept_upload",
     "delete_upload",
     "get_upload",
@@ -36,9 +39,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MAGIC_WINDOW = 1024
-"""PDF readers accept ``%PDF-`` anywhere in the first 1024 bytes."""
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
+HEAD_BYTES = HEADER_WINDOW + 8
+"""Bytes of the file's start that the header check reads."""
 
 
 class JobState(msgspec.Struct, frozen=True):
@@ -56,17 +58,36 @@ class JobState(msgspec.Struct, frozen=True):
 
 
 def clean_name(name: str | None) -> str:
-    """A display name for an uploaded file: no path, no control characters, not empty."""
+    """A display name for an uploaded file: no path, NFC, no control or format characters."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    base = _UNSAFE_NAME.sub(" ", base).strip()[:255]
-    return base or "document.pdf"
+    return display_name(base) or "document.pdf"
 
 
 async def accept_upload(
     res: Resources, user_id: UUID, name: str | None, data: AsyncIterator[memoryview]
 ) -> Upload:
     """Store the streamed file, record it and queue it; :class:`NotAPdf` / :class:`TooLarge`."""
-    limit = res.settings.max_upload_bytes
+    settings = res.settings
+    await quotas.hit(
+        res.redis,
+        quotas.key(settings, "uploads", user_id),
+        limit=settings.uploads_per_hour,
+        window_s=3600,
+        what="uploads an hour",
+    )
+    limit = settings.max_upload_bytes
+    too_large = f"The file is larger than the {_mb(limit)} limit."
+    if settings.max_storage_bytes > 0:
+        async with res.db.acquire() as conn:
+            room = settings.max_storage_bytes - await quotas.storage_used(conn, user_id)
+        quota = (
+            f"Your storage quota of {_mb(settings.max_storage_bytes)} is used up"
+            f" ({_mb(max(room, 0))} left); delete some documents first."
+        )
+        if room <= 0:
+            raise TooLarge(quota)
+        if room < limit:
+            limit, too_large = room, quota
     upload_id = uuid.uuid4()
     writer = await res.files.writer(str(upload_id))
     size = 0
@@ -75,16 +96,16 @@ async def accept_upload(
         async for piece in data:
             size += len(piece)
             if size > limit:
-                raise TooLarge(f"The file is larger than the {_mb(limit)} limit.")
-            if len(head) < MAGIC_WINDOW:
-                head += bytes(piece[: MAGIC_WINDOW - len(head)])
-                if len(head) >= MAGIC_WINDOW and b"%PDF-" not in head:
-                    raise NotAPdf("The file is not a PDF (it does not start with %PDF-).")
+                raise TooLarge(too_large)
+            if len(head) < HEAD_BYTES:
+                head += bytes(piece[: HEAD_BYTES - len(head)])
+                if len(head) >= HEAD_BYTES and pdf_header_offset(head) is None:
+                    raise NotAPdf(NOT_A_PDF)
             await writer.write(piece)
         if size == 0:
             raise NotAPdf("The file is empty.")
-        if b"%PDF-" not in head:
-            raise NotAPdf("The file is not a PDF (it does not start with %PDF-).")
+        if pdf_header_offset(head) is None:
+            raise NotAPdf(NOT_A_PDF)
         stored = await writer.commit()
     except BaseException:
         await writer.abort()
@@ -107,9 +128,27 @@ async def get_upload(res: Resources, user_id: UUID, upload_id: UUID) -> Upload:
     return upload
 
 
-async def list_uploads(res: Resources, user_id: UUID) -> list[Upload]:
+class UploadPage(msgspec.Struct, frozen=True):
+    """A page of uploads, newest first; ``next_cursor`` fetches the next (null: no more)."""
+
+    items: list[Upload]
+    next_cursor: str | None
+
+
+async def list_uploads(
+    res: Resources, user_id: UUID, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+) -> UploadPage:
+    after = decode_cursor(cursor)
     async with res.db.acquire() as conn:
-        return await uploads.list_for_user(conn, user_id)
+        items = await uploads.list_for_user(
+            conn, user_id, limit + 1, (after.at, after.id) if after else None
+        )
+    more = len(items) > limit
+    items = items[:limit]
+    last = items[-1] if more else None
+    return UploadPage(
+        items=items, next_cursor=encode_cursor(last.created_at, last.id) if last else None
+    )
 
 
 async def delete_upload(res: Resources, user_id: UUID, upload_id: UUID) -> None:
@@ -119,6 +158,8 @@ async def delete_upload(res: Resources, user_id: UUID, upload_id: UUID) -> None:
 
 async def job_state(res: Resources, user_id: UUID, job_id: str) -> JobState:
     """The arq job behind one of the caller's uploads."""
+    if len(job_id) > 200 or has_control(job_id):
+        raise NotFound("No such job.")
     async with res.db.acquire() as conn:
         upload = await uploads.get_by_job(conn, job_id, user_id)
     if upload is None:

@@ -38,6 +38,7 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
         PDFQA_DATA_DIR=str(settings.data_dir),
         PDFQA_QUEUE_NAME=f"{settings.queue_name}:e2e:{os.urandom(4).hex()}",
         PDFQA_LOG_LEVEL="INFO",
+        PDFQA_SCRYPT_LOG_N="14",  # see tests/conftest.py: the suite's speed, not the product's
     )
     env.update(extra)
     return env

@@ -13,6 +13,7 @@ from tests.integration.conftest import login, on_app
 
 Client = AsyncTestClient[Litestar]
 PUBLIC = {"/api/v1/auth/register", "/api/v1/auth/login"}
+JSON = {"content-type": "application/json"}
 
 
 async def test_every_api_route_but_register_and_login_requires_credentials(client: Client) -> None:
@@ -23,7 +24,7 @@ async def test_every_api_route_but_register_and_login_requires_credentials(clien
         path = re.sub(r"\{\w+:uuid\}", str(uuid.uuid4()), route.path)
         path = re.sub(r"\{\w+:str\}", "x", path)
         for method in route.methods - {"OPTIONS", "HEAD"}:
-            r = await client.request(method, path)
+            r = await client.request(method, path, headers=JSON)
             assert r.status_code == 401, (method, route.path, r.status_code)
             assert r.headers["content-type"].startswith("application/problem+json")
             checked += 1

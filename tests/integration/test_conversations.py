@@ -270,10 +270,10 @@ async def test_conversations_are_listed_newest_first_and_deleted(
     first = await conversation(client, headers, a)
     second = await conversation(client, headers, a, b)
     assert second["title"] == "quivr_sample.pdf and 1 more"
-    listed = (await client.get("/api/v1/conversations", headers=headers)).json()
+    listed = (await client.get("/api/v1/conversations", headers=headers)).json()["items"]
     assert [c["id"] for c in listed] == [second["id"], first["id"]]
     await ask_sse(client, headers, first["id"], "What is this document about?")
-    listed = (await client.get("/api/v1/conversations", headers=headers)).json()
+    listed = (await client.get("/api/v1/conversations", headers=headers)).json()["items"]
     assert [c["id"] for c in listed] == [first["id"], second["id"]]  # activity moves it up
     assert (
         await client.delete(f"/api/v1/conversations/{first['id']}", headers=headers)
@@ -333,11 +333,11 @@ async def test_another_user_can_never_retrieve_read_or_vote_on_your_data(
     assert (
         await client.delete(f"/api/v1/conversations/{conv['id']}", headers=bob)
     ).status_code == 404
-    assert (await client.get("/api/v1/conversations", headers=bob)).json() == []
+    assert (await client.get("/api/v1/conversations", headers=bob)).json()["items"] == []
     assert (await client.get("/api/v1/feedback/export", headers=bob)).text == ""
 
     # Below the API: retrieval itself, given Alice's upload id under Bob's identity, finds nothing.
-    bob_id = (await client.get("/api/v1/uploads", headers=bob)).json()[0]["user_id"]
+    bob_id = (await client.get("/api/v1/uploads", headers=bob)).json()["items"][0]["user_id"]
     found = on_app(
         client,
         retrieve,

@@ -52,7 +52,7 @@ async def test_upload_is_acknowledged_then_ingested_then_deleted(
     points = on_app(client, resources.vectors.scroll, upload_id=accepted["id"])
     assert len(points) == body["chunks"] > 22
     assert [p.chunk_index for p in points] == list(range(body["chunks"]))
-    user_id = (await client.get("/api/v1/uploads", headers=headers)).json()[0]["user_id"]
+    user_id = (await client.get("/api/v1/uploads", headers=headers)).json()["items"][0]["user_id"]
     for p in points:
         assert p.upload_id == accepted["id"]
         assert p.user_id == user_id
@@ -132,8 +132,8 @@ async def test_another_users_upload_is_a_404_everywhere(
         r = await client.request(method, f"/api/v1/uploads/{accepted['id']}{suffix}", headers=bob)
         assert r.status_code == 404, (method, suffix, r.status_code)
         assert r.headers["content-type"].startswith("application/problem+json")
-    assert (await client.get("/api/v1/uploads", headers=bob)).json() == []
-    listed = (await client.get("/api/v1/uploads", headers=alice)).json()
+    assert (await client.get("/api/v1/uploads", headers=bob)).json()["items"] == []
+    listed = (await client.get("/api/v1/uploads", headers=alice)).json()["items"]
     assert [u["id"] for u in listed] == [accepted["id"]]
 
 
@@ -153,7 +153,7 @@ async def test_non_pdf_bytes_are_refused_at_once(
     assert r.status_code == status
     assert r.headers["content-type"].startswith("application/problem+json")
     assert phrase in r.json()["detail"]
-    assert (await client.get("/api/v1/uploads", headers=headers)).json() == []
+    assert (await client.get("/api/v1/uploads", headers=headers)).json()["items"] == []
     assert not list((resources.settings.data_dir / "files").glob(".*.part"))
 
 
@@ -167,7 +167,7 @@ async def test_too_large_uploads_are_refused_without_being_kept(
         r = await client.post("/api/v1/uploads", files=files, headers=headers)
         assert r.status_code == 413
         assert "limit" in r.json()["detail"]
-        assert (await client.get("/api/v1/uploads", headers=headers)).json() == []
+        assert (await client.get("/api/v1/uploads", headers=headers)).json()["items"] == []
         assert not list((settings.data_dir / "files").glob(".*.part"))
 
 

@@ -13,21 +13,28 @@ from types import FrameType
 
 import httpx
 from litestar import Litestar, Router
+from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.di import Provide
+from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.stores.redis import RedisStore
+from redis.asyncio import Redis
 
-from pdfqa.api.auth import AuthController
+from pdfqa import errors
+from pdfqa.api.auth import AdminController, AuthController
 from pdfqa.api.conversations import ConversationsController, FeedbackController
+from pdfqa.api.crosssite import json_only, same_origin
 from pdfqa.api.deps import provide_resources, provide_user
+from pdfqa.api.docs import docs_plugins
 from pdfqa.api.errors import problem_details_plugin
 from pdfqa.api.health import health, ready
 from pdfqa.api.meta import MetaController
+from pdfqa.api.middleware import auth_rate_limit, body_idle_timeout, security_headers
 from pdfqa.api.uploads import JobsController, UploadsController
 from pdfqa.api.web import static_files_router, web_router
 from pdfqa.jobs.worker import Supervisor
 from pdfqa.resources import open_resources
-from pdfqa.settings import Settings, load_settings
+from pdfqa.settings import Settings, csv, load_settings
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -35,6 +42,14 @@ log = logging.getLogger(__name__)
 
 MULTIPART_OVERHEAD = 1024 * 1024
 """Room for the multipart envelope around a file at the size limit."""
+
+QUIET_STATUSES = {*range(400, 500)}
+"""Client errors are answered, not logged with a traceback; every other exception is."""
+QUIET_ERRORS = {
+    kind
+    for kind in vars(errors).values()
+    if isinstance(kind, type) and issubclass(kind, errors.PdfqaError)
+} - {errors.PdfqaError, errors.UpstreamUnavailable}
 
 
 def create_app(
@@ -45,9 +60,16 @@ def create_app(
     ``http_transport`` is the testing seam for the model endpoints (see ``open_resources``).
     """
 
+    # Litestar's rate limiter keeps its counters in a store: Redis, so that every API process
+    # shares them. The client connects lazily and is closed by the lifespan.
+    limiter_redis = Redis.from_url(settings.redis_url)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_resources(settings, http_transport=http_transport) as resources:
+        async with (
+            contextlib.aclosing(limiter_redis),
+            open_resources(settings, http_transport=http_transport) as resources,
+        ):
             app.state.resources = resources
             resources.hub.start()
             supervisor = task = None
@@ -83,6 +105,7 @@ def create_app(
         "/api/v1",
         route_handlers=[
             AuthController,
+            AdminController,
             JobsController,
             ConversationsController,
             FeedbackController,
@@ -96,17 +119,33 @@ def create_app(
         dependencies={"user": Provide(provide_user)},
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
     )
+    hosts = csv(settings.allowed_hosts)
     return Litestar(
         route_handlers=[health, ready, api, uploads, web_router(), static_files_router()],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
+        guards=[same_origin, json_only],
+        middleware=[
+            security_headers,
+            body_idle_timeout(settings.body_idle_timeout_s),
+            auth_rate_limit(settings.auth_rate_per_minute).middleware,
+        ],
+        stores={
+            "rate_limit": RedisStore(limiter_redis, namespace=f"{settings.queue_name}:ratelimit")
+        },
+        allowed_hosts=AllowedHostsConfig(allowed_hosts=hosts, www_redirect=False)
+        if hosts
+        else None,
         lifespan=[lifespan],
         plugins=[problem_details_plugin()],
+        logging_config=LoggingConfig(
+            log_exceptions="always", disable_stack_trace={*QUIET_STATUSES, *QUIET_ERRORS}
+        ),
         openapi_config=OpenAPIConfig(
             title="pdfqa",
             version="0.1.0",
             description="Chat with your PDFs: uploads, background ingestion, cited answers.",
             path="/api/docs",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=docs_plugins(settings.api_docs),
         ),
         debug=False,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -12,22 +12,35 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from pdfqa import conversations as service
 from pdfqa.answer import Done, Error, Sources, Token
-from pdfqa.api.deps import CurrentUser, Deps
+from pdfqa.api.deps import CurrentUser, Deps, PageCursor, PageLimit
 from pdfqa.api.sse import event_stream
 from pdfqa.citations import Citation, Source
 from pdfqa.errors import UpstreamUnavailable
+from pdfqa.pagination import DEFAULT_LIMIT
+from pdfqa.sanitize import check_text
 from pdfqa.store.conversations import Conversation, Feedback
 
 __all__ = ["ConversationsController", "FeedbackController"]
 
 
+MAX_TITLE = 200
+MAX_COMMENT = 2000
+
+
 class NewConversation(msgspec.Struct, frozen=True):
-    upload_ids: list[UUID]
-    title: str | None = None
+    upload_ids: Annotated[list[UUID], msgspec.Meta(max_length=service.MAX_UPLOADS)]
+    title: Annotated[str, msgspec.Meta(max_length=MAX_TITLE)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.title is not None:
+            check_text(self.title, "title", multiline=False)
 
 
 class Question(msgspec.Struct, frozen=True):
-    question: str
+    question: Annotated[str, msgspec.Meta(max_length=service.MAX_QUESTION)]
+
+    def __post_init__(self) -> None:
+        check_text(self.question, "question")
 
 
 class Answer(msgspec.Struct, frozen=True):
@@ -44,7 +57,11 @@ class Answer(msgspec.Struct, frozen=True):
 
 class Vote(msgspec.Struct, frozen=True):
     vote: Literal["up", "down"]
-    comment: str | None = None
+    comment: Annotated[str, msgspec.Meta(max_length=MAX_COMMENT)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.comment is not None:
+            check_text(self.comment, "comment")
 
 
 class ConversationsController(Controller):
@@ -59,9 +76,15 @@ class ConversationsController(Controller):
         return await service.create_conversation(resources, user.id, data.upload_ids, data.title)
 
     @get("/")
-    async def index(self, resources: Deps, user: CurrentUser) -> list[Conversation]:
-        """Your conversations, most recently active first."""
-        return await service.list_conversations(resources, user.id)
+    async def index(
+        self,
+        resources: Deps,
+        user: CurrentUser,
+        limit: PageLimit = DEFAULT_LIMIT,
+        cursor: PageCursor = None,
+    ) -> service.ConversationPage:
+        """Your conversations, most recently active first, a page at a time."""
+        return await service.list_conversations(resources, user.id, limit, cursor)
 
     @get("/{conversation_id:uuid}")
     async def show(

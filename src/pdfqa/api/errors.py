@@ -17,14 +17,18 @@ from litestar.plugins.problem_details import (
 from pdfqa.errors import (
     Busy,
     Conflict,
+    Forbidden,
     IngestError,
     InvalidInput,
     NotAPdf,
     NotFound,
     PdfqaError,
+    RateLimited,
+    RequestTimeout,
     TooLarge,
     Unauthorized,
     UpstreamUnavailable,
+    WrongMediaType,
 )
 
 __all__ = ["UNAVAILABLE", "problem_details_plugin", "to_problem"]
@@ -37,9 +41,13 @@ STATUS: list[tuple[type[PdfqaError], int, str]] = [
     (Conflict, 409, "Conflict"),
     (TooLarge, 413, "Too large"),
     (NotAPdf, 415, "Not a PDF"),
+    (WrongMediaType, 415, "Unsupported media type"),
+    (RequestTimeout, 408, "Request timeout"),
     (InvalidInput, 400, "Invalid input"),
     (Unauthorized, 401, "Unauthorized"),
     (Busy, 429, "Too many at once"),
+    (Forbidden, 403, "Forbidden"),
+    (RateLimited, 429, "Too many requests"),
     (IngestError, 422, "Unprocessable PDF"),
     (UpstreamUnavailable, 503, "Service unavailable"),
 ]
@@ -49,7 +57,12 @@ def to_problem(exc: PdfqaError) -> ProblemDetailsException:
     """The problem-details exception for a domain error."""
     for kind, status, title in STATUS:
         if isinstance(exc, kind):
-            return ProblemDetailsException(status_code=status, title=title, detail=str(exc))
+            headers = (
+                {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+            )
+            return ProblemDetailsException(
+                status_code=status, title=title, detail=str(exc), headers=headers
+            )
     return ProblemDetailsException(status_code=500, title="Internal error", detail=str(exc))
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from litestar import Request
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pdfqa.errors import InvalidInput
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 __all__ = ["FilePart", "file_part"]
+
+MAX_HEADER_BYTES = 16 * 1024
+"""A part's headers larger than this are refused (a filename needs far less)."""
+MALFORMED = "The upload is not well-formed multipart/form-data."
 
 
 class FilePart:
@@ -47,9 +52,15 @@ class _Collector:
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self.header_field += data[start:end]
+        self._check_size()
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self.header_value += data[start:end]
+        self._check_size()
+
+    def _check_size(self) -> None:
+        if len(self.header_field) + len(self.header_value) > MAX_HEADER_BYTES:
+            raise InvalidInput("A part header of the upload is too long.")
 
     def on_header_end(self) -> None:
         self.headers[self.header_field.lower()] = self.header_value
@@ -93,19 +104,31 @@ async def file_part(request: Request[Any, Any, Any], field: str = "file") -> Fil
     """Advance the body until the ``field`` part starts; its bytes then stream as read."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
-    if content_type != b"multipart/form-data" or not boundary:
+    if content_type != b"multipart/form-data" or not boundary or len(boundary) > 200:
         raise InvalidInput("Send the file as multipart/form-data in a field named 'file'.")
     collector = _Collector(field)
-    parser = MultipartParser(boundary, collector.callbacks())
+    try:
+        parser = MultipartParser(boundary, collector.callbacks())
+    except (FormParserError, ValueError) as exc:
+        raise InvalidInput(MALFORMED) from exc
     body = request.stream()
+
+    def write(piece: bytes) -> None:
+        try:
+            parser.write(piece)
+        except (FormParserError, ValueError) as exc:
+            raise InvalidInput(MALFORMED) from exc
 
     # Read until the field's headers have been seen (other fields before it are skipped).
     async for piece in body:
-        parser.write(piece)
+        write(piece)
         if collector.found:
             break
     else:
-        parser.finalize()
+        try:
+            parser.finalize()
+        except (FormParserError, ValueError) as exc:
+            raise InvalidInput(MALFORMED) from exc
     if not collector.found:
         raise InvalidInput(f"The request has no '{field}' field.")
 
@@ -116,7 +139,7 @@ async def file_part(request: Request[Any, Any, Any], field: str = "file") -> Fil
                 yield chunk
         if not collector.complete():
             async for piece in body:
-                parser.write(piece)
+                write(piece)
                 out, collector.out = collector.out, []
                 for chunk in out:
                     if chunk:

@@ -14,10 +14,12 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from pdfqa import progress
 from pdfqa import uploads as service
-from pdfqa.api.deps import CurrentUser, Deps
+from pdfqa.api.deps import CurrentUser, Deps, PageCursor, PageLimit
+from pdfqa.api.headers import content_disposition
 from pdfqa.api.multipart import file_part
 from pdfqa.api.sse import event_stream
 from pdfqa.errors import NotFound
+from pdfqa.pagination import DEFAULT_LIMIT
 from pdfqa.store.uploads import Upload
 from pdfqa.uploads import JobState
 
@@ -52,9 +54,15 @@ class UploadsController(Controller):
         )
 
     @get("/")
-    async def index(self, resources: Deps, user: CurrentUser) -> list[Upload]:
-        """The caller's uploads, newest first."""
-        return await service.list_uploads(resources, user.id)
+    async def index(
+        self,
+        resources: Deps,
+        user: CurrentUser,
+        limit: PageLimit = DEFAULT_LIMIT,
+        cursor: PageCursor = None,
+    ) -> service.UploadPage:
+        """The caller's uploads, newest first, a page at a time (``cursor``: ``next_cursor``)."""
+        return await service.list_uploads(resources, user.id, limit, cursor)
 
     @get("/{upload_id:uuid}")
     async def show(self, upload_id: FromPath[UUID], resources: Deps, user: CurrentUser) -> Upload:
@@ -65,13 +73,19 @@ class UploadsController(Controller):
     async def file(self, upload_id: FromPath[UUID], resources: Deps, user: CurrentUser) -> Stream:
         """The PDF itself."""
         upload = await service.get_upload(resources, user.id, upload_id)
-        safe = upload.name.replace('"', "'")
+        if upload.status == "failed" or not await resources.files.exists(str(upload.id)):
+            raise NotFound("The file is not kept: its upload failed or was removed.")
         return Stream(
             resources.files.read(str(upload.id)),
             media_type="application/pdf",
             headers={
-                "Content-Disposition": f'inline; filename="{safe}"',
+                "Content-Disposition": content_disposition("attachment", upload.name),
                 "Content-Length": str(upload.size),
+                # Even if a browser were made to render the bytes as something else, they would
+                # run in an opaque origin with no scripts, never as the app's origin.
+                "Content-Security-Policy": "sandbox",
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "private, no-store",
             },
         )
 

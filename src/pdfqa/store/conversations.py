@@ -127,10 +127,22 @@ async def get(
     return None if row is None else _conversation(row)
 
 
-async def list_for_user(conn: asyncpg.Connection, user_id: UUID) -> list[Conversation]:
+async def list_for_user(
+    conn: asyncpg.Connection,
+    user_id: UUID,
+    limit: int,
+    after: tuple[datetime, UUID] | None = None,
+) -> list[Conversation]:
+    """A page of the user's conversations, most recently active first, after the key ``after``."""
+    at, last = after or (None, None)
     rows = await conn.fetch(
-        _CONVERSATION + " WHERE c.user_id = $1 GROUP BY c.id ORDER BY c.updated_at DESC, c.id",
+        _CONVERSATION + " WHERE c.user_id = $1"
+        " AND ($2::timestamptz IS NULL OR (c.updated_at, c.id) < ($2, $3))"
+        " GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT $4",
         user_id,
+        at,
+        last,
+        limit,
     )
     return [_conversation(r) for r in rows]
 

@@ -98,9 +98,22 @@ async def get_by_job(conn: asyncpg.Connection, job_id: str, user_id: UUID) -> Up
     return _upload(row)
 
 
-async def list_for_user(conn: asyncpg.Connection, user_id: UUID) -> list[Upload]:
+async def list_for_user(
+    conn: asyncpg.Connection,
+    user_id: UUID,
+    limit: int,
+    after: tuple[datetime, UUID] | None = None,
+) -> list[Upload]:
+    """A page of the user's uploads, newest first, strictly after the key ``after``."""
+    at, last = after or (None, None)
     rows = await conn.fetch(
-        "SELECT * FROM uploads WHERE user_id = $1 ORDER BY created_at DESC, id", user_id
+        "SELECT * FROM uploads WHERE user_id = $1"
+        " AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))"
+        " ORDER BY created_at DESC, id DESC LIMIT $4",
+        user_id,
+        at,
+        last,
+        limit,
     )
     return [Upload(**dict(r)) for r in rows]
 

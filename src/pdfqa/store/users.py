@@ -15,8 +15,11 @@ __all__ = [
     "create_session",
     "create_user",
     "delete_session",
+    "delete_sessions",
     "get_by_email",
+    "purge_sessions",
     "session_user",
+    "set_password",
 ]
 
 
@@ -74,15 +77,50 @@ async def create_session(
     )
 
 
-async def session_user(conn: asyncpg.Connection, token_hash: bytes) -> User | None:
-    """The user a live (unexpired) session token belongs to."""
+async def session_user(conn: asyncpg.Connection, token_hash: bytes, idle_s: int) -> User | None:
+    """The user a live session token belongs to (unexpired, used within ``idle_s``).
+
+    Using the session moves its ``last_seen_at``.
+    """
     row = await conn.fetchrow(
-        "SELECT u.id, u.email, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id"
-        " WHERE s.token_hash = $1 AND s.expires_at > now()",
+        "WITH s AS ("
+        "  UPDATE sessions SET last_seen_at = now()"
+        "  WHERE token_hash = $1 AND expires_at > now()"
+        "    AND last_seen_at > now() - make_interval(secs => $2)"
+        "  RETURNING user_id"
+        ")"
+        " SELECT u.id, u.email, u.created_at FROM s JOIN users u ON u.id = s.user_id",
         token_hash,
+        float(idle_s),
     )
     return None if row is None else User(**dict(row))
 
 
 async def delete_session(conn: asyncpg.Connection, token_hash: bytes) -> None:
     await conn.execute("DELETE FROM sessions WHERE token_hash = $1", token_hash)
+
+
+async def delete_sessions(
+    conn: asyncpg.Connection, user_id: UUID, keep: bytes | None = None
+) -> int:
+    """End every session of a user (but ``keep``, if given); returns how many ended."""
+    result = await conn.execute(
+        "DELETE FROM sessions WHERE user_id = $1 AND ($2::bytea IS NULL OR token_hash <> $2)",
+        user_id,
+        keep,
+    )
+    return int(result.rsplit(" ", 1)[-1])
+
+
+async def purge_sessions(conn: asyncpg.Connection, idle_s: int) -> int:
+    """Delete sessions past their expiry or idle timeout; returns how many."""
+    result = await conn.execute(
+        "DELETE FROM sessions WHERE expires_at <= now()"
+        " OR last_seen_at <= now() - make_interval(secs => $1)",
+        float(idle_s),
+    )
+    return int(result.rsplit(" ", 1)[-1])
+
+
+async def set_password(conn: asyncpg.Connection, user_id: UUID, password_hash: str) -> None:
+    await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)

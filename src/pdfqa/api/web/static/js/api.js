@@ -52,6 +52,20 @@ export async function api(path, { method = "GET", json, body, signal, accept, re
   return response.json();
 }
 
+/** Every item of a cursor-paginated list endpoint ({items, next_cursor}), page after page. */
+export async function apiAll(path, { limit = 200 } = {}) {
+  const items = [];
+  let cursor = null;
+  do {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    const page = await api(`${path}?${query}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
 export async function logout() {
   try {
     await api("/auth/logout", { method: "POST", redirectOn401: false });

@@ -1,7 +1,7 @@
 // The chat: conversations on the left, the thread in the middle, the PDF viewer on the right.
 // Questions are POSTed with Accept: text/event-stream and the answer is read as it streams.
 import { AnswerView } from "./answer.js";
-import { api, ApiError } from "./api.js";
+import { api, apiAll, ApiError } from "./api.js";
 import { initChrome } from "./chrome.js";
 import { $, confirmWith, h, showError } from "./dom.js";
 import { readEvents } from "./sse.js";
@@ -51,7 +51,7 @@ function renderConversations() {
 }
 
 async function loadConversations() {
-  state.conversations = await api("/conversations");
+  state.conversations = await apiAll("/conversations");
   renderConversations();
 }
 
@@ -233,7 +233,7 @@ async function start() {
     navigate("/chat");
   });
   window.addEventListener("popstate", () => route().catch(fail));
-  const [meta, uploads] = await Promise.all([api("/meta"), api("/uploads")]);
+  const [meta, uploads] = await Promise.all([api("/meta"), apiAll("/uploads")]);
   state.meta = meta;
   $("#extractive-note").hidden = meta.answers !== "extractive";
   state.uploads = new Map(uploads.map((u) => [u.id, u]));

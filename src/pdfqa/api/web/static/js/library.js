@@ -1,6 +1,6 @@
 // The document library: upload (button or drag and drop, several at once), live progress per
 // upload from its server-sent event stream, status, error reason, delete with confirmation.
-import { api, ApiError } from "./api.js";
+import { api, apiAll, ApiError } from "./api.js";
 import { initChrome } from "./chrome.js";
 import { $, confirmWith, formatBytes, h, showError } from "./dom.js";
 
@@ -285,7 +285,7 @@ async function start() {
   initChrome();
   setUpDropzone();
   try {
-    const [meta, uploads] = await Promise.all([api("/meta"), api("/uploads")]);
+    const [meta, uploads] = await Promise.all([api("/meta"), apiAll("/uploads")]);
     maxBytes = meta.max_upload_bytes;
     $("#limit-note").textContent = `PDF files up to ${formatBytes(maxBytes)} each.`;
     for (const upload of uploads) add(fromUpload(upload));

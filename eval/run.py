@@ -294,7 +294,12 @@ def source_pages(found: Retrieval) -> list[int]:
 
 
 async def evaluate(
-    settings: Settings, questions: list[Question], data: Path, *, sweep: bool = False
+    settings: Settings,
+    questions: list[Question],
+    data: Path,
+    *,
+    sweep: bool = False,
+    with_tutorial: bool = True,
 ) -> None:
     docs = {q.doc: q.path for q in questions}
     started = time.perf_counter()
@@ -304,7 +309,8 @@ async def evaluate(
         t_ingest = time.perf_counter() - started
         tutorial = Tutorial(res, data / "tutorial")
         for name, path in sorted(docs.items(), key=lambda item: item[1].stat().st_size):
-            await tutorial.load(name, path)
+            if with_tutorial:
+                await tutorial.load(name, path)
 
         base = Tuning.from_settings(settings)
         variants: dict[str, Tuning] = {
@@ -331,7 +337,7 @@ async def evaluate(
                 [f"{q.set}|text docs", f"{q.set}|kind {q.kind}|text docs"] if ready else []
             )
             dense = await embed_query(res, q.question)
-            if q.answerable:
+            if q.answerable and with_tutorial:
                 tallies["tutorial"].add(buckets, q.pages, tutorial.pages(q.doc, dense))
             if not ready:
                 if q.answerable:
@@ -419,6 +425,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fresh", action="store_true", help="re-ingest everything")
     parser.add_argument("--sweep", action="store_true", help="also try other weights, prefetch")
     parser.add_argument(
+        "--no-tutorial", action="store_true", help="skip the tutorial pipeline (saves embedding)"
+    )
+    parser.add_argument(
         "--max-pages", type=int, default=0, help="leave out documents longer than this (0: none)"
     )
     parser.add_argument(
@@ -457,7 +466,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         questions = [q for q in questions if q.doc not in longer]
         print(f"left out (over {args.max_pages} pages): {', '.join(sorted(longer))}")
     print(f"pdfqa retrieval eval: {len(questions)} questions, data in {args.data}", flush=True)
-    asyncio.run(evaluate(settings, questions, args.data, sweep=args.sweep))
+    asyncio.run(
+        evaluate(
+            settings, questions, args.data, sweep=args.sweep, with_tutorial=not args.no_tutorial
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -110,8 +110,10 @@ def tokenize(text: str) -> Iterator[str]:
             for part in _COMPOUND_SPLIT.split(token):
                 if part != token and not _is_noise(part):
                     yield stem(part)
-        else:
+        elif token.isalpha():
             yield stem(token)
+        else:  # "u.s", "covid19": stemming would cut them ("u.s" -> "u.")
+            yield token
 
 
 def terms(text: str) -> set[str]:

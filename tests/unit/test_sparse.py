@@ -23,14 +23,15 @@ def bm25_tf(tf: int, length: int) -> float:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("Revenue was $17,455 million", ["revenue", "$17,455", "17455", "million"]),
+        ("Revenue was $17,455 million", ["revenu", "$17,455", "17455", "million"]),
         ("fiscal 2021.", ["fiscal", "2021"]),
-        ("the Form 10-K of the company", ["form", "10-k", "10", "company"]),
-        ("ROE rose 12.5%, EPS $1.2", ["roe", "rose", "12.5%", "12.5", "eps", "$1.2", "1.2"]),
+        ("the Form 10-K of the company", ["form", "10-k", "10", "compani"]),
+        ("ROE rose 12.5%, EPS $1.2", ["roe", "rose", "12.5%", "12.5", "ep", "$1.2", "1.2"]),
         ("Non\u2011GAAP", ["non-gaap", "non", "gaap"]),  # non-breaking hyphen from a PDF
-        ("\ufb01nancial", ["financial"]),  # the "fi" ligature
+        ("\ufb01nancial", ["financi"]),  # the "fi" ligature
         ("it is what it is", []),
-        ("1,234.56 sales, net", ["1,234.56", "1234.56", "sales", "net"]),
+        ("1,234.56 sales, net", ["1,234.56", "1234.56", "sale", "net"]),
+        ("U.S. revenues", ["u.s", "revenu"]),  # stems only whole words
     ],
 )
 def test_tokenize(text: str, expected: list[str]) -> None:
@@ -62,7 +63,7 @@ def test_document_values_are_bm25_saturated_tf() -> None:
     vector = sparse_document("revenue revenue growth")
     weights = dict(zip(vector.indices, vector.values, strict=True))
     assert weights == {
-        term_index("revenue"): pytest.approx(bm25_tf(2, 3)),
+        term_index("revenu"): pytest.approx(bm25_tf(2, 3)),
         term_index("growth"): pytest.approx(bm25_tf(1, 3)),
     }
     assert vector.indices == sorted(vector.indices)

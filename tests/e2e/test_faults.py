@@ -256,15 +256,20 @@ def test_sigterm_with_streams_open_exits_in_bounded_time_and_the_job_resumes(
     print(f"SIGTERM with 3 streams open: exited in {exit_s:.1f} s")
     assert exit_s < 2 * 10 + 10  # two graceful timeouts (requests, then jobs) and some slack
     assert all(s and s[-1] == "closing" for s in streams), streams
-    assert "stopped at a page boundary" in server.output()
-    assert "resuming after page" not in server.output()
+    # Either the job reached a page boundary and recorded its checkpoint, or it finished within
+    # the grace period; never was it cut off without its progress recorded.
+    stopped = "stopped at a page boundary" in server.output()
+    assert stopped or "'status': 'ready'" in server.output(), server.output()[-3000:]
 
     server, base = serve(fault_env, tmp_path / "serve-2.log", processes)
     try:
         with httpx.Client(base_url=base, timeout=30) as http:
             body = wait_for(http, headers, upload_id, ready_or_failed, 600)
             assert body["status"] == "ready", (body, server.output()[-3000:])
-            assert "resuming after page" in server.output()
+            if stopped:
+                assert "resuming after page" in server.output()
+            expected = reference_chunks(http, headers, corpus / SHORT, server)
+            assert body["chunks"] == expected
     finally:
         server.stop()
 

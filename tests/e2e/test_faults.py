@@ -256,10 +256,12 @@ def test_sigterm_with_streams_open_exits_in_bounded_time_and_the_job_resumes(
     print(f"SIGTERM with 3 streams open: exited in {exit_s:.1f} s")
     assert exit_s < 2 * 10 + 10  # two graceful timeouts (requests, then jobs) and some slack
     assert all(s and s[-1] == "closing" for s in streams), streams
-    # Either the job reached a page boundary and recorded its checkpoint, or it finished within
-    # the grace period; never was it cut off without its progress recorded.
-    stopped = "stopped at a page boundary" in server.output()
-    assert stopped or "'status': 'ready'" in server.output(), server.output()[-3000:]
+    # The job reached a page boundary and recorded its checkpoint, or finished within the grace
+    # period, or (a batch still embedding on a slow machine) was cancelled at the limit and put
+    # back on the queue, resuming from its last recorded checkpoint.
+    out = server.output()
+    stopped = "stopped at a page boundary" in out or "will be run again" in out
+    assert stopped or "'status': 'ready'" in out, out[-3000:]
 
     server, base = serve(fault_env, tmp_path / "serve-2.log", processes)
     try:

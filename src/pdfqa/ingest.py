@@ -316,7 +316,8 @@ class _Pipeline:
         while (batch := await self.to_embed.get()) is not None:
             if self.stop is not None and self.stop.is_set():
                 # Stopping: drop what is not embedded yet. The checkpoint stays at the last page
-                # whose batches were all stored, so nothing dropped is lost.
+                # whose batches were all stored, so nothing dropped is lost: the job resumes.
+                self.stopped = True
                 continue
             points: list[ChunkPoint] = []
             if batch.chunks:

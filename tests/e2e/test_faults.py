@@ -256,15 +256,22 @@ def test_sigterm_with_streams_open_exits_in_bounded_time_and_the_job_resumes(
     print(f"SIGTERM with 3 streams open: exited in {exit_s:.1f} s")
     assert exit_s < 2 * 10 + 10  # two graceful timeouts (requests, then jobs) and some slack
     assert all(s and s[-1] == "closing" for s in streams), streams
-    assert "stopped at a page boundary" in server.output()
-    assert "resuming after page" not in server.output()
+    # The job reached a page boundary and recorded its checkpoint, or finished within the grace
+    # period, or (a batch still embedding on a slow machine) was cancelled at the limit and put
+    # back on the queue, resuming from its last recorded checkpoint.
+    out = server.output()
+    stopped = "stopped at a page boundary" in out or "will be run again" in out
+    assert stopped or "'status': 'ready'" in out, out[-3000:]
 
     server, base = serve(fault_env, tmp_path / "serve-2.log", processes)
     try:
         with httpx.Client(base_url=base, timeout=30) as http:
             body = wait_for(http, headers, upload_id, ready_or_failed, 600)
             assert body["status"] == "ready", (body, server.output()[-3000:])
-            assert "resuming after page" in server.output()
+            if stopped:
+                assert "resuming after page" in server.output()
+            expected = reference_chunks(http, headers, corpus / SHORT, server)
+            assert body["chunks"] == expected
     finally:
         server.stop()
 

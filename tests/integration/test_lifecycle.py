@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -27,13 +28,26 @@ from pdfqa.queue import Queues
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings
 from pdfqa.store import upload_jobs
+from tests.conftest import _drop
 from tests.integration.conftest import login, on_app, run_jobs, start_on_app, upload
 
 Client = AsyncTestClient[Litestar]
 
 
+@pytest.fixture(scope="module")
+def lifecycle_settings(settings: Settings) -> Iterator[Settings]:
+    """A database of this module's own: the reconciler looks at every unfinished upload, and
+    other modules leave some behind."""
+    name = f"pdfqa_lifecycle_{uuid.uuid4().hex[:8]}"
+    yield msgspec.structs.replace(
+        settings, database_url=settings.database_url.rsplit("/", 1)[0] + "/" + name
+    )
+    asyncio.run(_drop(name))
+
+
 @pytest.fixture
-def app(settings: Settings) -> Litestar:
+def app(lifecycle_settings: Settings) -> Litestar:
+    settings = lifecycle_settings
     # Its own queue prefix; a low memory limit so that bomb.pdf fails fast; small batches so that
     # a short document has several checkpoints.
     return create_app(
@@ -323,7 +337,8 @@ async def _set(event: asyncio.Event) -> None:
     event.set()
 
 
-async def test_ready_reports_the_embedded_worker(settings: Settings) -> None:
+async def test_ready_reports_the_embedded_worker(lifecycle_settings: Settings) -> None:
+    settings = lifecycle_settings
     app = create_app(
         msgspec.structs.replace(
             settings,
@@ -337,5 +352,4 @@ async def test_ready_reports_the_embedded_worker(settings: Settings) -> None:
             if r.json()["checks"].get("worker") == "ok":
                 break
             await asyncio.sleep(0.1)
-        assert r.status_code == 200, r.text
-        assert r.json()["checks"]["worker"] == "ok"
+        assert r.json()["checks"]["worker"] == "ok", r.text

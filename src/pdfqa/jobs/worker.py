@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 KEEP_RESULT_S = 24 * 3600
 POLL_DELAY_S = 0.1
 """How often an idle worker looks for jobs (arq's default, 0.5 s, is felt on every upload)."""
+HEALTHY_RUN_S = 30.0
+"""A worker that ran this long before failing had recovered: backoff and give-up start over."""
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -114,34 +116,34 @@ class Supervisor:
         try:
             while not self._stop.is_set():
                 worker = self._new_worker()
+                started = time.monotonic()
                 try:
                     self._main = asyncio.create_task(worker.main(), name="arq-worker")
                     self.alive = True
                     await self._main
                     if worker.burst:
                         return
-                except REDIS_ERRORS as exc:
+                except asyncio.CancelledError:
+                    if not self._stop.is_set():
+                        raise
+                    return
+                except Exception as exc:  # a Redis error (or WatchError, ...): restart it
                     self.alive = False
-                    self.last_error = f"Redis: {exc}"[:200]
+                    self.last_error = f"{type(exc).__name__}: {exc}"[:200]
                     now = time.monotonic()
+                    if now - started > HEALTHY_RUN_S:  # it had recovered: a new outage
+                        failing_since, delay = None, 1.0
                     failing_since = failing_since or now
                     if self.give_up_s is not None and now - failing_since > self.give_up_s:
                         raise WorkerGaveUp(
                             f"Redis unreachable for {now - failing_since:.0f} s"
                         ) from exc
-                    log.error(
-                        "worker stopped by a Redis error (%r); restarting in %.0f s", exc, delay
-                    )
+                    log.error("worker stopped by %r; restarting in %.0f s", exc, delay)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), delay)
                     delay = min(delay * 2, 30.0)
                     self.restarts += 1
                     continue
-                except asyncio.CancelledError:
-                    if not self._stop.is_set():
-                        raise
-                    return
-                failing_since, delay = None, 1.0
         finally:
             self.alive = False
             reconciler.cancel()

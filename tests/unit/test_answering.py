@@ -50,10 +50,14 @@ def test_pieces_stream_every_character_of_the_answer() -> None:
 
 
 def test_the_prompt_numbers_passages_with_document_and_page() -> None:
-    messages = prompt("What was revenue?", [source(1, "Revenue was 5.", 9)], [("hi", "hello")])
+    messages = prompt(
+        "What was revenue?", [source(1, "Revenue was 5.", 9)], [("hi", "hello")], nonce="n0"
+    )
     assert messages[0].role == "system"
     assert [m.role for m in messages[1:]] == ["user", "assistant", "user"]
-    assert "[1] (report.pdf, page 9)\nRevenue was 5." in messages[-1].content
+    expected = '<passage-n0 n="1" document="report.pdf" page="9">\nRevenue was 5.\n</passage-n0>'
+    assert expected in messages[-1].content
+    assert "passage-n0" in messages[0].content
     assert messages[-1].content.endswith("Question: What was revenue?")
 
 

@@ -58,12 +58,15 @@ def test_schemathesis_finds_no_server_error(
             "30",
             "--seed",
             "9",
+            "--generation-database",
+            "none",  # nothing written into the working tree
             "--no-color",
         ],
         capture_output=True,
         text=True,
         check=False,
         timeout=1500,
+        cwd=tmp_path,
     )
     report = out.stdout + out.stderr
     print(report[-4000:])

@@ -177,11 +177,12 @@ def extractive_answer(
             found = words.terms(sentence)
             if not found:
                 continue
-            if len(sentence.split()) < 6 and not any(c.isdigit() for c in sentence):
-                continue  # a heading says nothing by itself
+            bare = _NUMBERING.sub("", sentence)
+            if len(bare.split()) < 6 and not _FIGURE_DIGITS.search(bare):
+                continue  # a heading ("1.1.1 Tools") says nothing by itself
             candidates.append((rank, position, sentence, source, found))
     label = confidence_label(confidence, threshold)
-    note = f"_{EXTRACTIVE_NOTE} Confidence: {label} ({confidence:.2f})._"
+    note = f"{EXTRACTIVE_NOTE} Confidence: {label} ({confidence:.2f})."
     if not candidates:
         return note
     df = {t: sum(1 for *_, found in candidates if t in found) for t in wanted}
@@ -209,6 +210,8 @@ def extractive_answer(
     )
 
 
+_FIGURE_DIGITS = re.compile(r"\d[\d,.]*\d|\d%")
+_NUMBERING = re.compile(r"^\s*(?:\d+\.)*\d+\.?\s+")
 _FIGURE = re.compile(r"[$€£]?\s?\d[\d,.]*\s?(?:%|percent|million|billion|thousand|bn|m)?", re.I)
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][\w&.-]*(?:\s+[A-Z][\w&.-]*)*")
 
@@ -221,7 +224,7 @@ def _emphasise(sentence: str, question: str) -> str:
     out, last = [], 0
     for m in spans[:3]:
         start, end = m.start() + len(m.group()) - len(m.group().lstrip()), m.end()
-        text = sentence[start:end].rstrip(".,")
+        text = sentence[start:end].rstrip(" .,;:")
         end = start + len(text)
         out += [sentence[last:start], f"**{text}**"]
         last = end

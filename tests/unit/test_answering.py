@@ -49,7 +49,7 @@ def test_the_extractive_answer_quotes_the_best_matching_sentences_with_their_pag
     )
     assert "weather" not in text
     assert text.count(EXTRACTIVE_NOTE) == 1
-    assert text.endswith("Confidence: high (0.50)._")
+    assert text.endswith("Confidence: high (0.50).")
 
 
 def test_table_rows_are_quoted_as_a_small_table() -> None:

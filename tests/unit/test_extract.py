@@ -69,7 +69,7 @@ async def test_10k_financial_table_rendered_with_year_headers() -> None:
     ("name", "reason"),
     [
         ("empty.pdf", "The file is empty."),
-        ("not_a_pdf.pdf", "The file is not a PDF."),
+        ("not_a_pdf.pdf", "The file is not a PDF (it does not start with a %PDF- header)."),
         ("garbage.pdf", "The file is not a valid PDF or is corrupt."),
         ("password.pdf", "The PDF is password-protected."),
         ("cyclic.pdf", "1 of its 2 pages cannot be found"),

@@ -117,6 +117,7 @@ def test_register_upload_ask_cite_vote_and_come_back(
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
     screenshot(page, "login")
     page.get_by_role("link", name="Create an account").click()
+    expect(page.get_by_role("button", name="Create account")).to_be_enabled()
     page.get_by_label("E-mail").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Password").press("Enter")

@@ -351,7 +351,7 @@ def test_redis_stopped_and_started_mid_run(
             during = post_pdf(http, headers, corpus / "quivr_sample.pdf")
             assert during.status_code == 503, during.text
             assert during.headers["content-type"].startswith("application/problem+json")
-            listed = http.get("/api/v1/uploads", headers=headers).json()
+            listed = http.get("/api/v1/uploads", headers=headers).json()["items"]
             assert [u["id"] for u in listed] == [running]  # nothing half-made
             ready = http.get("/ready")
             assert ready.status_code == 503

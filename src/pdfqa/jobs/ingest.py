@@ -86,8 +86,9 @@ async def ingest(ctx: dict[str, Any], upload_id: str, deployment: str | None = N
         )
     except TRANSIENT as exc:
         return await _transient(ctx, res, uid, exc)
-    except FileNotFoundError:
-        log.exception("upload %s: its file is missing from the file store", upload_id)
+    except FileNotFoundError as exc:
+        # Deleted meanwhile, or lost by the store: no bug to trace, the path is the detail.
+        log.warning("upload %s: its file is missing from the file store: %s", upload_id, exc)
         result = await lifecycle.fail(res, uid, lifecycle.MISSING_FILE)
     except IngestError as exc:
         log.info("upload %s failed: %s", upload_id, exc)

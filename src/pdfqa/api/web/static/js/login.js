@@ -58,3 +58,6 @@ async function submit(event) {
 
 setUp();
 $("#auth-form").addEventListener("submit", submit);
+// The button starts disabled, so nothing submits the form natively (credentials in a URL)
+// before this module has taken over.
+$("#auth-submit").disabled = false;

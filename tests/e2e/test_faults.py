@@ -219,6 +219,9 @@ def test_sigkill_of_a_separate_worker_mid_ingestion_then_a_new_worker_resumes(
     )
 
 
+# In make faults, not make test: whether the job reaches a page boundary inside the shutdown
+# limit depends on how busy the machine is, and it missed on two of four busy runs.
+@pytest.mark.faults
 def test_sigterm_with_streams_open_exits_in_bounded_time_and_the_job_resumes(
     processes: list[Process], fault_env: dict[str, str], corpus: Path, tmp_path: Path
 ) -> None:

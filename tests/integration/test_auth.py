@@ -66,6 +66,10 @@ async def test_register_login_use_cookie_and_logout(client: Client) -> None:
     # ... and so does the bearer token (the API client's way).
     bearer = {"Authorization": f"Bearer {token}"}
     assert (await client.get("/api/v1/uploads", headers=bearer)).status_code == 200
+    r = await client.get("/api/v1/auth/me", headers=bearer)
+    assert r.status_code == 200
+    assert r.json()["email"] == email
+    assert "password" not in r.text
 
     assert (await client.post("/api/v1/auth/logout", headers=bearer)).status_code == 204
     r = await client.get("/api/v1/uploads", headers=bearer)

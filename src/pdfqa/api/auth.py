@@ -1,12 +1,12 @@
-"""``/api/v1/auth``: register, log in (token + HTTP-only cookie), log out (here or everywhere),
-change the password; ``/api/v1/admin/users``: an admin creates an account."""
+"""``/api/v1/auth``: register, log in (token + HTTP-only cookie), who is logged in, log out (here or
+everywhere), change the password; ``/api/v1/admin/users``: an admin creates an account."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -72,6 +72,11 @@ class AuthController(Controller):
         )
         cookie = session_cookie(resources.settings, request, token)
         return Response(LoginOut(token=token, user=user), cookies=[cookie])
+
+    @get("/me")
+    async def me(self, user: CurrentUser) -> User:
+        """The account this request is logged in as."""
+        return user
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT)
     async def logout(

@@ -61,9 +61,16 @@ async def chat() -> Response[str]:
     return _html("chat")
 
 
+@get("/account", include_in_schema=False)
+async def account() -> Response[str]:
+    return _html("account")
+
+
 def web_router() -> Router:
-    """The pages: ``/`` (to the library), ``/login``, ``/library`` and ``/chat``."""
-    return Router("/", route_handlers=[home, login, library, chat], include_in_schema=False)
+    """The pages: ``/`` (to the library), ``/login``, ``/library``, ``/chat`` and ``/account``."""
+    return Router(
+        "/", route_handlers=[home, login, library, chat, account], include_in_schema=False
+    )
 
 
 def static_files_router() -> Router:

@@ -39,11 +39,12 @@ export function formatBytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
-/** Ask for confirmation in a <dialog>; resolves true when the person confirms. */
-export function confirmWith(dialog, setup = () => {}) {
+/** Ask for confirmation in a <dialog>; resolves true when the person presses the button whose
+ * value is ``accept``. */
+export function confirmWith(dialog, setup = () => {}, accept = "delete") {
   setup(dialog);
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "delete"), { once: true });
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === accept), { once: true });
     dialog.returnValue = "";
     dialog.showModal();
   });

@@ -8,8 +8,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast, get_args
 
+from pdfqa.queue import QueueKind
 from pdfqa.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -61,10 +62,10 @@ def serve(settings: Settings, processes: int = 1) -> None:
         uvicorn.run(create_app(settings), **options)
 
 
-def worker(settings: Settings) -> None:
+def worker(settings: Settings, queue: QueueKind = "ingest") -> None:
     from pdfqa.jobs.worker import run_worker
 
-    sys.exit(run_worker(settings))
+    sys.exit(run_worker(settings, queue))
 
 
 def migrate(settings: Settings) -> None:
@@ -95,8 +96,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_cmd.add_argument(
         "--processes", type=int, default=1, help="API processes (with --no-worker; default 1)"
     )
-    commands.add_parser(
+    worker_cmd = commands.add_parser(
         "worker", help="run a supervised arq worker (exits 1 when Redis stays unreachable)"
+    )
+    worker_cmd.add_argument(
+        "--queue",
+        choices=list(get_args(QueueKind)),
+        default="ingest",
+        help="the kind of job to serve (this deployment's queue of that kind; default ingest)",
     )
     commands.add_parser("migrate", help="create the database if needed and apply migrations")
     args = parser.parse_args(argv)
@@ -114,8 +121,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "serve":
         os.environ.update({k: v for k, v in environ.items() if k.startswith("PDFQA_")})
         serve(settings, args.processes)
+    elif args.command == "worker":
+        worker(settings, cast(QueueKind, args.queue))
     else:
-        {"worker": worker, "migrate": migrate}[args.command](settings)
+        migrate(settings)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ __all__ = ["main"]
 
 log = logging.getLogger("pdfqa")
 
+KEEP_ALIVE_S = 75
+"""Seconds an idle client connection stays open (above the 60 s idle limit of common proxies)."""
+
 
 def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
@@ -50,6 +53,10 @@ def serve(settings: Settings, processes: int = 1) -> None:
         "http": "httptools",
         # SIGTERM: open requests get this long; progress streams end at once (see create_app).
         "timeout_graceful_shutdown": max(1, round(settings.shutdown_timeout_s)),
+        # An idle connection is kept longer than clients keep theirs (httpx: 5 s, uvicorn's
+        # default too; proxies: 60 s), so the server never closes one just as a client sends
+        # a request on it, which the client sees as a reset connection (make load saw one).
+        "timeout_keep_alive": KEEP_ALIVE_S,
     }
     if processes > 1:
         # Each process builds its own app from the same environment.

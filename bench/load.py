@@ -7,8 +7,8 @@
 - then 200 answer streams at once.
 
 Prints the counts, any 5xx, the p50/p99 of upload acknowledgement and of time to first token,
-and exits 1 if a 5xx happened, an upload stayed unfinished, a login or an answer stream failed. Every failure is
-counted (a dropped connection included), never raised.
+and exits 1 if a 5xx happened, an upload stayed unfinished, or a login or an answer stream
+failed. Every failure is counted (a dropped connection included), never raised.
 """
 
 from __future__ import annotations

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -82,3 +86,54 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.fail(f"the shared corpus is missing at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture
+def own_redis() -> Iterator[tuple[int, Any]]:
+    """A ``redis-server`` of the test's own on a free port, with no persistence: ``control("stop")``
+    stops it, ``control("start")`` starts it again (empty). The machine's Redis is never touched."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            with _socket_ok(port) as ok:
+                if ok:
+                    return proc
+            time.sleep(0.05)
+        pytest.fail("redis-server did not start")
+
+    current = {"proc": start()}
+
+    def control(action: str) -> None:
+        if action == "stop":
+            current["proc"].terminate()
+            current["proc"].wait(10)
+        else:
+            current["proc"] = start()
+
+    yield port, control
+    current["proc"].terminate()
+    current["proc"].wait(10)
+
+
+class _socket_ok:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket()
+        self.port = port
+
+    def __enter__(self) -> bool:
+        try:
+            self.sock.connect(("127.0.0.1", self.port))
+        except OSError:
+            return False
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()

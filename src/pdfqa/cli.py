@@ -8,13 +8,17 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast, get_args
 
+from pdfqa.queue import QueueKind
 from pdfqa.settings import Settings, load_settings
 
 __all__ = ["main"]
 
 log = logging.getLogger("pdfqa")
+
+KEEP_ALIVE_S = 75
+"""Seconds an idle client connection stays open (above the 60 s idle limit of common proxies)."""
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -49,6 +53,10 @@ def serve(settings: Settings, processes: int = 1) -> None:
         "http": "httptools",
         # SIGTERM: open requests get this long; progress streams end at once (see create_app).
         "timeout_graceful_shutdown": max(1, round(settings.shutdown_timeout_s)),
+        # An idle connection is kept longer than clients keep theirs (httpx: 5 s, uvicorn's
+        # default too; proxies: 60 s), so the server never closes one just as a client sends
+        # a request on it, which the client sees as a reset connection (make load saw one).
+        "timeout_keep_alive": KEEP_ALIVE_S,
     }
     if processes > 1:
         # Each process builds its own app from the same environment.
@@ -61,10 +69,10 @@ def serve(settings: Settings, processes: int = 1) -> None:
         uvicorn.run(create_app(settings), **options)
 
 
-def worker(settings: Settings) -> None:
+def worker(settings: Settings, queue: QueueKind = "ingest") -> None:
     from pdfqa.jobs.worker import run_worker
 
-    sys.exit(run_worker(settings))
+    sys.exit(run_worker(settings, queue))
 
 
 def migrate(settings: Settings) -> None:
@@ -95,8 +103,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_cmd.add_argument(
         "--processes", type=int, default=1, help="API processes (with --no-worker; default 1)"
     )
-    commands.add_parser(
+    worker_cmd = commands.add_parser(
         "worker", help="run a supervised arq worker (exits 1 when Redis stays unreachable)"
+    )
+    worker_cmd.add_argument(
+        "--queue",
+        choices=list(get_args(QueueKind)),
+        default="ingest",
+        help="the kind of job to serve (this deployment's queue of that kind; default ingest)",
     )
     commands.add_parser("migrate", help="create the database if needed and apply migrations")
     args = parser.parse_args(argv)
@@ -114,8 +128,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "serve":
         os.environ.update({k: v for k, v in environ.items() if k.startswith("PDFQA_")})
         serve(settings, args.processes)
+    elif args.command == "worker":
+        worker(settings, cast(QueueKind, args.queue))
     else:
-        {"worker": worker, "migrate": migrate}[args.command](settings)
+        migrate(settings)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ async def create_conversation(
     if len(wanted) > MAX_UPLOADS:
         raise InvalidInput(f"A conversation can cover at most {MAX_UPLOADS} documents.")
     async with res.db.acquire() as conn:
-        found = [await upload_store.get(conn, u, user_id) for u in wanted]
+        by_id = {u.id: u for u in await upload_store.get_many(conn, wanted, user_id)}
+        found = [by_id.get(u) for u in wanted]
         for upload_id, upload in zip(wanted, found, strict=True):
             if upload is None:
                 raise NotFound(f"No such upload: {upload_id}.")
@@ -146,13 +147,18 @@ async def ask(
         raise InvalidInput("Ask a question.")
     if len(question) > MAX_QUESTION:
         raise InvalidInput(f"A question can have at most {MAX_QUESTION} characters.")
+    # Three short queries on one connection, none growing with the conversation: the last
+    # turns only (every message, with its sources, made each question slower than the last and
+    # held a pooled connection while megabytes were decoded).
     async with res.db.acquire() as conn:
         conversation = await store.get(conn, conversation_id, user_id)
         if conversation is None:
             raise NotFound("No such conversation.")
-        earlier = await store.messages(conn, conversation_id, user_id)
-        uploads = [await upload_store.get(conn, u, user_id) for u in conversation.upload_ids]
-    names = {u.id: u.name for u in uploads if u is not None and u.status == "ready"}
+        earlier = await store.recent_messages(conn, conversation_id, user_id, HISTORY_TURNS)
+        uploads = await upload_store.get_many(conn, conversation.upload_ids, user_id)
+    order = {u: i for i, u in enumerate(conversation.upload_ids)}
+    uploads.sort(key=lambda u: order[u.id])
+    names = {u.id: u.name for u in uploads if u.status == "ready"}
     if not names:
         raise Conflict("None of this conversation's documents is available any more.")
     await quotas.hit(
@@ -167,7 +173,7 @@ async def ask(
         user_id=user_id,
         conversation=conversation,
         question=question,
-        earlier=earlier[-HISTORY_TURNS:],
+        earlier=earlier,
         names=names,
     )
 

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -255,12 +256,46 @@ class _Pipeline:
     async def run(self, pages: AsyncIterator[PageText]) -> None:
         await self.reporter.report(force=True)
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.produce(pages))
-            embedding = [tasks.create_task(self.embed()) for _ in range(self.embedders)]
+            work = [
+                tasks.create_task(self.produce(pages)),
+                *(tasks.create_task(self.embed()) for _ in range(self.embedders)),
+            ]
             tasks.create_task(self.store())
-            await asyncio.gather(*embedding)
+            await self._until_done_or_stopped(work)
             await self.to_store.put(None)
         await self.reporter.report(force=True)
+
+    async def _until_done_or_stopped(self, work: list[asyncio.Task[None]]) -> None:
+        """Wait for extraction and embedding to finish, or for ``stop``.
+
+        On ``stop`` they are cancelled at once, wherever they are (a page being read, a batch
+        being embedded): their work is not stored, and the checkpoint, which only ever covers
+        stored chunks, stays where it was. Only the upserts already handed to the store
+        finish (milliseconds each), so a shutdown never waits for the machine's CPU to get
+        through a page or a batch, however busy it is.
+        """
+        if self.stop is None:
+            await asyncio.gather(*work)
+            return
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(self.stop.wait())
+        try:
+            pending: set[asyncio.Future[Any]] = set(work)
+            while pending:
+                done, pending = await asyncio.wait(
+                    {*pending, stopped}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(stopped)
+                for task in done:
+                    if task is not stopped:
+                        task.result()  # an error: the task group ends the pipeline with it
+                if stopped in done:
+                    self.stopped = True
+                    for task in work:
+                        task.cancel()
+                    await asyncio.gather(*work, return_exceptions=True)
+                    return
+        finally:
+            stopped.cancel()
 
     async def produce(self, pages: AsyncIterator[PageText]) -> None:
         seq = 0

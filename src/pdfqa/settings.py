@@ -50,6 +50,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """A separate worker that cannot reach Redis for this long exits with status 1."""
     max_streams_per_user: int = 32
     """Progress streams one user may hold open at once (429 beyond)."""
+    sse_heartbeat_s: float = 15.0
+    """A quiet event stream gets a keep-alive comment line this often (for proxies' idle limits)."""
     db_pool_size: int = 20
     """Most PostgreSQL connections one process holds."""
     db_acquire_timeout_s: float = 5.0

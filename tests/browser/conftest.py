@@ -79,6 +79,11 @@ PIECE_DELAY_S = 0.08
 """Pacing of the fake model's stream: the answer takes about two seconds to arrive."""
 SLOW_WORD = "slowly"
 """A question containing this word is answered at a crawl (for "stop generating")."""
+PAUSE_WORD = "ponder"
+"""A question containing this word makes the model go quiet mid-answer for :data:`PAUSE_S`."""
+PAUSE_S = 2.0
+HEARTBEAT_S = 0.2
+"""The ``generating`` server's keep-alive interval: a pause sends several keep-alives."""
 
 
 def chunk(content: str, role: bool = False) -> bytes:
@@ -128,17 +133,19 @@ class FakeChat(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
-        slow = SLOW_WORD in question.rsplit("Question:", 1)[-1]
+        asked = question.rsplit("Question:", 1)[-1]
+        slow = SLOW_WORD in asked
+        pause_at = len(ANSWER) // 2 if PAUSE_WORD in asked else -1
         pieces, delay = (ANSWER * 4, 0.4) if slow else (ANSWER, PIECE_DELAY_S)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         try:
             self.wfile.write(chunk("", role=True))
-            for piece in pieces:
+            for i, piece in enumerate(pieces):
                 self.wfile.write(chunk(piece))
                 self.wfile.flush()
-                time.sleep(delay)
+                time.sleep(PAUSE_S if i == pause_at else delay)
             self.wfile.write(b"data: [DONE]\n\n")
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server stopped reading: "stop generating"
@@ -203,6 +210,7 @@ def generating(
         PDFQA_CHAT_MODEL="fake-chat",
         PDFQA_CHAT_BASE_URL=fake_chat_url,
         PDFQA_CHAT_MAX_RETRIES="0",
+        PDFQA_SSE_HEARTBEAT_S=str(HEARTBEAT_S),
     )
 
 

@@ -14,6 +14,8 @@ from playwright.sync_api import Browser, Page, expect
 from tests.browser.conftest import (
     ANSWER,
     PASSWORD,
+    PAUSE_S,
+    PAUSE_WORD,
     PHONE,
     Console,
     Server,
@@ -254,5 +256,57 @@ def test_another_users_documents_never_appear(
     expect(page.get_by_text("Alice's secrets")).to_have_count(0)
     assert page.request.get(f"/api/v1/uploads/{upload_id}/file").status == 404
     assert "quivr_sample" not in page.content()
+    assert console.errors == []
+    context.close()
+
+
+def test_an_answer_quiet_for_longer_than_the_keep_alive_still_arrives(
+    browser: Browser, generating: Server, corpus: Path
+) -> None:
+    """The model goes quiet mid-answer for several keep-alive intervals (the ``generating``
+    server sends a keep-alive comment every 0.2 s): the browser's SSE parser skips them and the
+    whole answer arrives, with no error on the page or in the console."""
+    email = new_email("quiet")
+    question = f"How was DeepSeek-R1 trained? Take time to {PAUSE_WORD}."
+    with httpx.Client(base_url=generating.base, timeout=30) as http:
+        headers = api_user(http, email)
+        with (corpus / "DeepSeek_R1.pdf").open("rb") as f:
+            r = http.post("/api/v1/uploads", files={"file": f}, headers=headers)
+        assert r.status_code == 202, r.text
+        upload_id = r.json()["id"]
+        wait_ready(http, upload_id, headers)
+        r = http.post("/api/v1/conversations", json={"upload_ids": [upload_id]}, headers=headers)
+        assert r.status_code == 201, r.text
+        conversation_id = r.json()["id"]
+        # The same question over the API: the stream really carries keep-alives in the pause.
+        with http.stream(
+            "POST",
+            f"/api/v1/conversations/{conversation_id}/messages",
+            json={"question": question},
+            headers={**headers, "Accept": "text/event-stream"},
+        ) as stream:
+            lines = [line for line in stream.iter_lines() if line]
+        assert lines.count(": keep-alive") >= int(PAUSE_S / 0.2) // 2, lines
+        assert lines[-2] == "event: done", lines[-4:]
+
+    console = Console()
+    context = new_context(browser, generating)
+    page = console.watch(context.new_page())
+    page.goto("/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/library$"))
+    page.goto(f"/chat?c={conversation_id}")
+    box = page.get_by_label("Your question")
+    box.fill(question)
+    box.press("Enter")
+    answer = page.locator("article.msg").last
+    expect(answer).to_have_attribute("data-state", "streaming")
+    expect(answer).to_have_attribute("data-state", "done", timeout=30_000)
+    expect(answer.locator(".answer")).to_have_text(FULL_ANSWER)
+    expect(page.locator("#chat-error")).to_be_empty()
+    detail = page.request.get(f"/api/v1/conversations/{conversation_id}").json()
+    assert [m["answer"] for m in detail["messages"]] == [FULL_ANSWER, FULL_ANSWER]
     assert console.errors == []
     context.close()

@@ -117,6 +117,43 @@ def test_a_separate_arq_worker_processes_jobs_the_api_enqueued(
     assert on_new_loop(count_points(settings, data_dir, upload_id)) == chunks
 
 
+def test_the_arq_command_serves_the_queue_end_to_end(
+    settings: Settings, corpus: Path, processes: list[Process], tmp_path: Path
+) -> None:
+    """``arq pdfqa.jobs.worker.WorkerSettings``, arq's own command: the settings are resolved
+    from the environment (and the deployment's id from PostgreSQL) when arq reads them, and the
+    worker ingests what the API enqueued."""
+    data_dir = tmp_path / "data"
+    env = environment(settings, PDFQA_DATA_DIR=str(data_dir))
+    port = free_port()
+    api = Process(
+        [str(BIN / "pdfqa"), "serve", "--port", str(port), "--no-worker"], env, tmp_path / "api.log"
+    )
+    processes.append(api)
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, api)  # the API created the database and the deployment id first
+    worker = Process(
+        [str(BIN / "arq"), "pdfqa.jobs.worker.WorkerSettings"], env, tmp_path / "arq.log"
+    )
+    processes.append(worker)
+    with httpx.Client(base_url=base, timeout=30) as http:
+        headers = register(http)
+        upload_id, events = upload_ready(http, headers, corpus / "quivr_sample.pdf", worker)
+        chunks = events[-1][1]["chunks"]
+        assert chunks > 0
+        body = http.get(f"/api/v1/uploads/{upload_id}", headers=headers).json()
+        assert body["status"] == "ready"
+        job = http.get(f"/api/v1/jobs/{body['job_id']}", headers=headers).json()
+        assert job["status"] == "complete"
+        assert job["result"]["chunks"] == chunks
+    assert worker.stop() == 0, worker.output()
+    out = worker.output()
+    # arq's own log lines, on this deployment's queue (not arq's default one).
+    assert "Starting worker for 1 functions: ingest" in out, out
+    assert f"serving {env['PDFQA_QUEUE_NAME']}:" in out, out
+    assert on_new_loop(count_points(settings, data_dir, upload_id)) == chunks
+
+
 def test_pdfqa_migrate_creates_the_database_and_is_idempotent(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -8,9 +8,10 @@ The same path against a real llama.cpp server is ``make test-llm``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,20 @@ def chunk(content: str) -> dict[str, Any]:
 
 
 class ChunkStream(httpx.AsyncByteStream):
-    def __init__(self, pieces: list[str], cut_after: int | None) -> None:
+    def __init__(
+        self, pieces: list[str], cut_after: int | None, hang: Callable[[], Awaitable[None]] | None
+    ) -> None:
         self.pieces = pieces
         self.cut_after = cut_after
+        self.hang = hang
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         opening = {**chunk(""), "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
         yield f"data: {json.dumps(opening)}\n\n".encode()
         for i, piece in enumerate(self.pieces):
             if self.cut_after is not None and i == self.cut_after:
+                if self.hang is not None:
+                    await self.hang()
                 raise httpx.ReadError("connection reset by peer")
             yield f"data: {json.dumps(chunk(piece))}\n\n".encode()
         yield b"data: [DONE]\n\n"
@@ -72,6 +78,8 @@ class FakeChat:
         self.mode = "ok"
         self.answer = ANSWER
         self.requests: list[dict[str, Any]] = []
+        self.hang: Callable[[], Awaitable[None]] | None = None
+        """mode "hang": awaited after two pieces, in place of the rest of the answer."""
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         assert request.url.path == "/v1/chat/completions"
@@ -99,9 +107,12 @@ class FakeChat:
                     ],
                 },
             )
-        cut = 3 if self.mode == "cut" else None
+        cut = {"cut": 3, "hang": 2}.get(self.mode)
+        hang = self.hang if self.mode == "hang" else None
         return httpx.Response(
-            200, headers={"content-type": "text/event-stream"}, stream=ChunkStream(self.answer, cut)
+            200,
+            headers={"content-type": "text/event-stream"},
+            stream=ChunkStream(self.answer, cut, hang),
         )
 
 
@@ -120,6 +131,7 @@ async def llm_client(
         chat_base_url="http://fake-llm.test/v1",
         chat_api_key="sk-test",
         queue_name=f"{settings.queue_name}:llm",
+        shutdown_timeout_s=1.0,
     )
     async with AsyncTestClient(
         app=create_app(configured, http_transport=httpx.MockTransport(fake)), timeout=60
@@ -321,3 +333,45 @@ async def test_an_injecting_pdf_cannot_add_a_passage_or_speak_as_the_system(
     citations = events[-1][1]["citations"]
     assert [c["n"] for c in citations] == [1]
     assert {c["chunk_id"] for c in citations} <= {s["chunk_id"] for s in sources}
+
+
+async def test_a_shutdown_mid_answer_ends_the_stream_with_closing_and_saves_nothing(
+    llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
+) -> None:
+    """SIGTERM while a slow model writes: the answer gets half the shutdown limit, then its
+    stream ends with a final ``closing`` event (never cut off), and the model call is dropped."""
+    headers, conv = await ready_conversation(llm_client, corpus)
+    resources = llm_client.app.state.resources
+    dropped = []
+
+    async def shutdown_then_hang() -> None:
+        # What SIGTERM does first (create_app's handler); then the model never writes again.
+        resources.stopping.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            dropped.append(True)
+
+    fake.mode, fake.hang = "hang", shutdown_then_hang
+    events = await ask(llm_client, headers, conv, "What is GRPO?")
+    assert [n for n, _ in events] == ["sources", "token", "token", "closing"]
+    assert events[-1][1] == {"retry_ms": 2000}
+    assert dropped == [True]  # the model's stream was closed, not left running
+    stored = (await llm_client.get(f"/api/v1/conversations/{conv}", headers=headers)).json()[
+        "messages"
+    ]
+    assert stored == []
+
+
+async def test_a_follow_up_carries_the_last_three_turns_in_order(
+    llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
+) -> None:
+    """Only the last turns are read for the history (a read that does not grow with the
+    conversation), oldest first."""
+    headers, conv = await ready_conversation(llm_client, corpus)
+    asked = [f"What does GRPO stand for, take {n}?" for n in range(1, 5)]
+    for question in asked:
+        assert (await ask(llm_client, headers, conv, question))[-1][0] == "done"
+    await ask(llm_client, headers, conv, "And the critic?")
+    history = [m["content"] for m in fake.requests[-1]["messages"] if m["role"] == "user"][:-1]
+    assert history == asked[1:]

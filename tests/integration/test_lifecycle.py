@@ -353,3 +353,56 @@ async def test_ready_reports_the_embedded_worker(lifecycle_settings: Settings) -
                 break
             await asyncio.sleep(0.1)
         assert r.json()["checks"]["worker"] == "ok", r.text
+
+
+async def _stop_while_a_page_never_comes(res: Resources) -> tuple[str, list[int], bool]:
+    """Feed the pipeline three pages, then set ``stop`` and never deliver the fourth (a page a
+    busy machine takes forever to read). The pipeline must not wait for it."""
+    from pdfqa.extract import PageText
+    from pdfqa.ingest import Progress, ingest_pages
+
+    stop = asyncio.Event()
+    abandoned = asyncio.Event()
+    reported: list[int] = []
+    text = " ".join(f"Sentence {i} about the quarterly revenue of the company." for i in range(40))
+
+    def pages(first: int) -> Any:
+        async def gen() -> Any:
+            for n in range(first, 4):
+                yield PageText(number=n, text=text, method="pdfium")
+            stop.set()  # a SIGTERM arrives while page 4 is being read...
+            try:
+                await asyncio.Event().wait()  # ...and page 4 never comes
+            finally:
+                abandoned.set()
+            yield PageText(number=4, text=text, method="pdfium")
+
+        return gen()
+
+    async def report(p: Progress) -> None:
+        reported.append(p.checkpoint.pages_done if p.checkpoint else 0)
+
+    try:
+        await ingest_pages(
+            res,
+            upload_id=uuid.uuid4(),
+            user_id=uuid.uuid4(),
+            pages=pages,
+            pages_total=10,
+            report=report,
+            stop=stop,
+        )
+    except Stopped:
+        return "stopped", reported, abandoned.is_set()
+    return "finished", reported, abandoned.is_set()
+
+
+async def test_a_stop_does_not_wait_for_the_page_being_read(
+    client: Client, resources: Resources
+) -> None:
+    outcome, reported, abandoned = on_app(
+        client, asyncio.wait_for, _stop_while_a_page_never_comes(resources), 60
+    )
+    assert outcome == "stopped"
+    assert abandoned  # the read of page 4 was dropped, not waited for
+    assert reported[-1] == 3  # the last report is the checkpoint after page 3, all of it safe

@@ -416,6 +416,42 @@ async def test_idle_sessions_end_and_are_purged(client: Client) -> None:
     assert on_app(client, count) == 1
 
 
+async def test_using_a_session_moves_its_last_use_at_most_once_a_minute(client: Client) -> None:
+    """Every request of a session used to rewrite its row; now a fresh one is only read (one
+    session's concurrent requests no longer queue on its row lock)."""
+    headers = await login(client)
+    res: Resources = client.app.state.resources
+
+    async def row() -> tuple[str, float]:
+        async with res.db.acquire() as conn:
+            record = await conn.fetchrow(
+                "SELECT xmin::text AS version,"
+                " extract(epoch FROM now() - last_seen_at)::float8 AS age FROM sessions"
+                " WHERE user_id = (SELECT user_id FROM sessions ORDER BY created_at DESC LIMIT 1)"
+            )
+            assert record is not None
+            return record["version"], record["age"]
+
+    async def age_by(seconds: float) -> None:
+        async with res.db.acquire() as conn:
+            await conn.execute(
+                "UPDATE sessions SET last_seen_at = last_seen_at - make_interval(secs => $1)",
+                seconds,
+            )
+
+    assert (await client.get("/api/v1/uploads", headers=headers)).status_code == 200
+    before = on_app(client, row)
+    for _ in range(3):
+        assert (await client.get("/api/v1/uploads", headers=headers)).status_code == 200
+    assert on_app(client, row)[0] == before[0]  # not written: the same row version
+
+    on_app(client, age_by, 120.0)
+    assert (await client.get("/api/v1/uploads", headers=headers)).status_code == 200
+    version, age = on_app(client, row)
+    assert version != before[0]
+    assert age < 60  # moved to the time of use
+
+
 async def test_logout_everywhere_and_password_change(client: Client) -> None:
     email = f"multi-{uuid.uuid4().hex[:8]}@example.com"
     await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})

@@ -68,3 +68,56 @@ async def test_closing_the_stream_stops_the_producer() -> None:
     # The producer was closed (its finally ran), so it cannot produce anything more.
     await asyncio.wait_for(finished.wait(), 1)
     assert len(produced) <= 4
+
+
+async def test_on_shutdown_a_stream_that_does_not_finish_in_its_grace_ends_with_closing() -> None:
+    stop = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def stuck() -> AsyncIterator[msgspec.Struct]:
+        yield Token(text="first")
+        stop.set()  # the server begins to shut down while the answer is being written
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+        yield Token(text="never")
+
+    stream = with_heartbeat(stuck(), interval=5, stop=stop, grace_s=0.05)
+    items = [item async for item in stream]
+    assert [i.event for i in items] == ["token", "closing"]
+    assert items[-1].retry == 2000  # the browser's EventSource waits this long to reconnect
+    assert cancelled.is_set()  # the producer was stopped, not left running
+
+
+async def test_on_shutdown_a_stream_that_finishes_in_its_grace_ends_normally() -> None:
+    stop = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def answer() -> AsyncIterator[msgspec.Struct]:
+        yield Token(text="a")
+        stop.set()
+        await go_on.wait()  # released by the consumer below, well within the grace
+        yield Token(text="b")
+
+    stream = with_heartbeat(answer(), interval=5, stop=stop, grace_s=60)
+    first = await anext(stream)
+    pending = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    go_on.set()
+    second = await pending
+    rest = [item async for item in stream]
+    assert [first.event, second.event] == ["token", "token"]
+    assert rest == []
+
+
+async def test_a_stream_opened_after_the_shutdown_began_closes_at_once() -> None:
+    stop = asyncio.Event()
+    stop.set()
+
+    async def never() -> AsyncIterator[msgspec.Struct]:
+        await asyncio.Event().wait()
+        yield Token(text="never")
+
+    items = [item async for item in with_heartbeat(never(), interval=5, stop=stop)]
+    assert [i.event for i in items] == ["closing"]

@@ -110,10 +110,18 @@ class ConversationsController(Controller):
         user: CurrentUser,
     ) -> Response[Any]:
         """Ask a question. ``Accept: text/event-stream`` streams ``sources``, ``token``... and
-        ``done`` (or ``error``) events; otherwise the whole answer comes as one JSON document."""
+        ``done`` (or ``error``) events, or ``closing`` when the server shuts down before the
+        answer is complete (ask again); otherwise the whole answer comes as one JSON document."""
         events = await service.ask(resources, user.id, conversation_id, data.question)
         if "text/event-stream" in request.headers.get("accept", ""):
-            return event_stream(events)
+            # On SIGTERM an answer being written gets half the shutdown limit to finish; then
+            # its stream ends with `closing`, before the server's own graceful timeout cuts it.
+            return event_stream(
+                events,
+                heartbeat_s=resources.settings.sse_heartbeat_s,
+                stop=resources.stopping,
+                grace_s=resources.settings.shutdown_timeout_s / 2,
+            )
         sources: list[Source] = []
         text: list[str] = []
         async for event in events:

@@ -102,7 +102,11 @@ class UploadsController(Controller):
         ``deleted``; ``closing`` when the server shuts down (reconnect)."""
         await service.get_upload(resources, user.id, upload_id)  # 404 before the stream starts
         resources.hub.check_capacity(user.id)  # 429 before the stream starts
-        return event_stream(_progress(resources, user, upload_id))
+        return event_stream(
+            _progress(resources, user, upload_id),
+            heartbeat_s=resources.settings.sse_heartbeat_s,
+            stop=resources.stopping,
+        )
 
 
 async def _progress(

@@ -10,6 +10,11 @@ process's open resources (the API's, in the embedded mode; its own, in ``pdfqa w
 - :meth:`Supervisor.stop` is the graceful shutdown: no new jobs, running ones stop at a page
   boundary and record their progress (arq queues them again), and whatever is still running
   after ``shutdown_timeout_s`` is cancelled (arq runs it again too).
+
+:data:`WorkerSettings` serves the same queue under arq's own command,
+``arq pdfqa.jobs.worker.WorkerSettings``: arq's signal handling and no supervisor (arq exits on a
+lost Redis, for its supervisor to restart it), the same job, leases and reconciler. It is
+resolved from the ``PDFQA_*`` environment when arq first reads it, never at import.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
+from collections.abc import ItemsView, Iterator, KeysView
 from typing import Any
 
 import redis.exceptions
@@ -27,11 +34,19 @@ from arq.worker import Worker, create_worker
 
 from pdfqa import lifecycle
 from pdfqa.jobs.ingest import ingest
-from pdfqa.queue import deserialize, serialize
+from pdfqa.queue import QueueKind, Queues, deserialize, serialize
 from pdfqa.resources import Resources, open_resources, redis_settings
-from pdfqa.settings import Settings
+from pdfqa.settings import Settings, load_settings
 
-__all__ = ["Supervisor", "WorkerGaveUp", "embedded_worker", "run_worker", "worker_settings"]
+__all__ = [
+    "Supervisor",
+    "WorkerGaveUp",
+    "WorkerSettings",
+    "embedded_worker",
+    "reconcile_forever",
+    "run_worker",
+    "worker_settings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +64,14 @@ class WorkerGaveUp(RuntimeError):
 
 def worker_settings(res: Resources) -> dict[str, Any]:
     """Everything arq's ``Worker`` needs, for this deployment's ingestion queue."""
-    settings = res.settings
+    return {
+        **_queue_settings(res.settings, res.queues, "ingest"),
+        "ctx": {"settings": res.settings, "resources": res},
+    }
+
+
+def _queue_settings(settings: Settings, queues: Queues, kind: QueueKind) -> dict[str, Any]:
+    """arq's settings for one queue of a deployment (without the resources: see the callers)."""
     # arq's own limit sits above ours: the job fails the upload itself on its last attempt.
     max_tries = settings.ingest_max_attempts + 1
     return {
@@ -61,9 +83,8 @@ def worker_settings(res: Resources) -> dict[str, Any]:
                 timeout=settings.job_timeout_s + 60,
             )
         ],
-        "queue_name": res.queues.name("ingest"),
+        "queue_name": queues.name(kind),
         "redis_settings": redis_settings(settings),
-        "ctx": {"settings": settings, "resources": res},
         "max_jobs": settings.worker_concurrency,
         "job_timeout": settings.job_timeout_s + 60,
         "keep_result": KEEP_RESULT_S,
@@ -184,26 +205,34 @@ class Supervisor:
         return worker
 
     async def _reconcile_forever(self) -> None:
-        interval = self.res.settings.reconcile_interval_s
-        while True:
-            try:
-                report = await lifecycle.reconcile(self.res)
-                if report.requeued or report.failed:
-                    log.info(
-                        "reconciler: %d re-queued, %d failed (of %d checked)",
-                        report.requeued,
-                        report.failed,
-                        report.checked,
-                    )
-            except Exception as exc:
-                log.warning("reconciler: pass failed (%r); next in %.0f s", exc, interval)
-            await asyncio.sleep(interval)
+        await reconcile_forever(self.res)
 
 
-async def _run(settings: Settings) -> int:
+async def reconcile_forever(res: Resources) -> None:
+    """Run the reconciler at once and then every ``reconcile_interval_s``, until cancelled."""
+    interval = res.settings.reconcile_interval_s
+    while True:
+        try:
+            report = await lifecycle.reconcile(res)
+            if report.requeued or report.failed:
+                log.info(
+                    "reconciler: %d re-queued, %d failed (of %d checked)",
+                    report.requeued,
+                    report.failed,
+                    report.checked,
+                )
+        except Exception as exc:
+            log.warning("reconciler: pass failed (%r); next in %.0f s", exc, interval)
+        await asyncio.sleep(interval)
+
+
+async def _run(settings: Settings, queue: QueueKind) -> int:
     loop = asyncio.get_running_loop()
     async with open_resources(settings) as res:
-        supervisor = Supervisor(res, give_up_s=settings.worker_give_up_s)
+        supervisor = Supervisor(
+            res, give_up_s=settings.worker_give_up_s, queue_name=res.queues.name(queue)
+        )
+        log.info("worker serving %s", res.queues.name(queue))
         stopping: asyncio.Task[None] | None = None
 
         def on_signal(sig: signal.Signals) -> None:
@@ -225,10 +254,108 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
-def run_worker(settings: Settings) -> int:
-    """``pdfqa worker``: run a supervised worker until SIGTERM (0) or until it gives up (1)."""
+def run_worker(settings: Settings, queue: QueueKind = "ingest") -> int:
+    """``pdfqa worker [--queue KIND]``: run a supervised worker over one of this deployment's
+    queues until SIGTERM (0) or until it gives up (1)."""
     try:
-        return asyncio.run(_run(settings))
+        return asyncio.run(_run(settings, queue))
     except REDIS_ERRORS as exc:  # Redis was not there at start (after arq's own retries)
         log.critical("worker cannot start: Redis unreachable: %r", exc)
         return 1
+
+
+# --- the `arq` command --------------------------------------------------------------------------
+
+
+async def _arq_startup(ctx: dict[str, Any]) -> None:
+    """arq's ``on_startup``: open this process's resources and start the reconciler."""
+    stack = contextlib.AsyncExitStack()
+    res = await stack.enter_async_context(open_resources(ctx["settings"]))
+    ctx.update(resources=res, stop=res.stopping, exit_stack=stack)
+    ctx["reconciler"] = asyncio.create_task(reconcile_forever(res), name="reconciler")
+    log.info("arq worker serving %s", res.queues.name("ingest"))
+
+
+async def _arq_shutdown(ctx: dict[str, Any]) -> None:
+    """arq's ``on_shutdown``: stop the reconciler, close the resources."""
+    reconciler: asyncio.Task[None] | None = ctx.get("reconciler")
+    if reconciler is not None:
+        reconciler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reconciler
+    stack: contextlib.AsyncExitStack | None = ctx.get("exit_stack")
+    if stack is not None:
+        await stack.aclose()
+
+
+async def _deployment(settings: Settings) -> Queues:
+    """This deployment's queue names (creating the database and its id if needed)."""
+    from pdfqa.store import db
+    from pdfqa.store.deployment import deployment_id
+
+    await db.ensure_database(settings.database_url)
+    pool = await db.create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn)
+            return Queues(prefix=settings.queue_name, deployment=await deployment_id(conn))
+    finally:
+        await pool.close()
+
+
+def arq_command_settings(settings: Settings, kind: QueueKind = "ingest") -> dict[str, Any]:
+    """What ``arq pdfqa.jobs.worker.WorkerSettings`` runs: one queue, resources opened by arq's
+    ``on_startup``. Reads the deployment's id from PostgreSQL (on a loop of its own: arq has
+    not started one yet)."""
+    pdfqa_log = logging.getLogger("pdfqa")
+    if not pdfqa_log.handlers:  # arq's command configures its own loggers only
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        pdfqa_log.addHandler(handler)
+        pdfqa_log.setLevel(settings.log_level.upper())
+    loop = asyncio.new_event_loop()
+    try:
+        queues = loop.run_until_complete(_deployment(settings))
+    finally:
+        loop.close()
+    return {
+        **_queue_settings(settings, queues, kind),
+        "ctx": {"settings": settings},
+        "on_startup": _arq_startup,
+        "on_shutdown": _arq_shutdown,
+    }
+
+
+class _LazyWorkerSettings(dict[str, Any]):
+    """arq's ``WorkerSettings`` as a mapping (arq accepts a dict), filled from the environment
+    the first time arq reads it, so importing this module does nothing."""
+
+    def _resolved(self) -> _LazyWorkerSettings:
+        if not super().__len__():
+            self.update(arq_command_settings(load_settings(os.environ)))
+        return self
+
+    def items(self) -> ItemsView[str, Any]:  # type: ignore[override]
+        return super(_LazyWorkerSettings, self._resolved()).items()
+
+    def keys(self) -> KeysView[str]:  # type: ignore[override]
+        return super(_LazyWorkerSettings, self._resolved()).keys()
+
+    def __getitem__(self, key: str) -> Any:
+        return super(_LazyWorkerSettings, self._resolved()).__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super(_LazyWorkerSettings, self._resolved()).get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return super(_LazyWorkerSettings, self._resolved()).__iter__()
+
+    def __len__(self) -> int:
+        return super(_LazyWorkerSettings, self._resolved()).__len__()
+
+    def __contains__(self, key: object) -> bool:
+        return super(_LazyWorkerSettings, self._resolved()).__contains__(key)
+
+
+WorkerSettings: dict[str, Any] = _LazyWorkerSettings()
+"""``arq pdfqa.jobs.worker.WorkerSettings``: this deployment's ingestion queue (see module doc)."""

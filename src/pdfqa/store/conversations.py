@@ -155,24 +155,29 @@ async def delete(conn: asyncpg.Connection, conversation_id: UUID, user_id: UUID)
 
 
 async def insert_message(conn: asyncpg.Connection, message: Message) -> None:
-    """Store a complete answer and touch the conversation (it moves to the top of the list)."""
-    async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO messages (id, conversation_id, question, query, answer, mode, sources,"
-            " citations, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            message.id,
-            message.conversation_id,
-            message.question,
-            message.query,
-            message.answer,
-            message.mode,
-            msgspec.to_builtins(message.sources),
-            msgspec.to_builtins(message.citations),
-            message.created_at,
-        )
-        await conn.execute(
-            "UPDATE conversations SET updated_at = now() WHERE id = $1", message.conversation_id
-        )
+    """Store a complete answer and touch the conversation (it moves to the top of the list).
+
+    One statement, so the conversation's row is locked only while the server runs it, never
+    across a round trip: answers finishing at once in one conversation do not queue behind each
+    other's connections.
+    """
+    await conn.execute(
+        "WITH inserted AS ("
+        " INSERT INTO messages (id, conversation_id, question, query, answer, mode, sources,"
+        " citations, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " RETURNING conversation_id)"
+        " UPDATE conversations SET updated_at = now()"
+        " WHERE id = (SELECT conversation_id FROM inserted)",
+        message.id,
+        message.conversation_id,
+        message.question,
+        message.query,
+        message.answer,
+        message.mode,
+        msgspec.to_builtins(message.sources),
+        msgspec.to_builtins(message.citations),
+        message.created_at,
+    )
 
 
 _MESSAGE = """
@@ -208,6 +213,21 @@ async def messages(conn: asyncpg.Connection, conversation_id: UUID, user_id: UUI
         user_id,
     )
     return [_message(r) for r in rows]
+
+
+async def recent_messages(
+    conn: asyncpg.Connection, conversation_id: UUID, user_id: UUID, limit: int
+) -> list[Message]:
+    """The conversation's last ``limit`` messages, oldest first (a follow-up's history): a read
+    that stays the same size however long the conversation grows."""
+    rows = await conn.fetch(
+        _MESSAGE + " WHERE m.conversation_id = $1 AND c.user_id = $2"
+        " ORDER BY m.created_at DESC, m.id DESC LIMIT $3",
+        conversation_id,
+        user_id,
+        limit,
+    )
+    return [_message(r) for r in reversed(rows)]
 
 
 async def get_message(conn: asyncpg.Connection, message_id: UUID, user_id: UUID) -> Message | None:

@@ -91,6 +91,14 @@ async def get(
     return _upload(row)
 
 
+async def get_many(conn: asyncpg.Connection, upload_ids: list[UUID], user_id: UUID) -> list[Upload]:
+    """The user's uploads among ``upload_ids``, in one query (missing or foreign ones left out)."""
+    rows = await conn.fetch(
+        "SELECT * FROM uploads WHERE id = ANY($1::uuid[]) AND user_id = $2", upload_ids, user_id
+    )
+    return [u for u in map(_upload, rows) if u is not None]
+
+
 async def get_by_job(conn: asyncpg.Connection, job_id: str, user_id: UUID) -> Upload | None:
     row = await conn.fetchrow(
         "SELECT * FROM uploads WHERE job_id = $1 AND user_id = $2", job_id, user_id

@@ -77,21 +77,31 @@ async def create_session(
     )
 
 
+SESSION_TOUCH_S = 60.0
+"""Longest a session's ``last_seen_at`` lags behind its use (at most a tenth of the idle limit)."""
+
+
 async def session_user(conn: asyncpg.Connection, token_hash: bytes, idle_s: int) -> User | None:
     """The user a live session token belongs to (unexpired, used within ``idle_s``).
 
-    Using the session moves its ``last_seen_at``.
+    Using the session moves its ``last_seen_at``, but at most once per :data:`SESSION_TOUCH_S`:
+    a write (a commit, a row lock) on every request made every request of one session queue
+    behind the others on that row, holding pooled connections while it waited.
     """
     row = await conn.fetchrow(
         "WITH s AS ("
-        "  UPDATE sessions SET last_seen_at = now()"
+        "  SELECT user_id FROM sessions"
         "  WHERE token_hash = $1 AND expires_at > now()"
         "    AND last_seen_at > now() - make_interval(secs => $2)"
-        "  RETURNING user_id"
+        "), touched AS ("
+        "  UPDATE sessions SET last_seen_at = now()"
+        "  WHERE token_hash = $1 AND last_seen_at < now() - make_interval(secs => $3)"
+        "    AND EXISTS (SELECT 1 FROM s)"
         ")"
         " SELECT u.id, u.email, u.created_at FROM s JOIN users u ON u.id = s.user_id",
         token_hash,
         float(idle_s),
+        min(SESSION_TOUCH_S, idle_s / 10),
     )
     return None if row is None else User(**dict(row))
 

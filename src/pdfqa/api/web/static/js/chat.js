@@ -166,6 +166,9 @@ async function ask(event) {
       } else if (name === "error") {
         view.fail(data.detail);
         finished = true;
+      } else if (name === "closing") {
+        view.fail("The server restarted before the answer was complete. Ask again in a moment.");
+        finished = true;
       }
       scrollToEnd();
     }

@@ -18,11 +18,9 @@ log = logging.getLogger("pdfqa")
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from pdfqa import logs
+
+    logs.configure(settings)
 
 
 def serve(settings: Settings, processes: int = 1) -> None:
@@ -61,10 +59,23 @@ def serve(settings: Settings, processes: int = 1) -> None:
         uvicorn.run(create_app(settings), **options)
 
 
-def worker(settings: Settings) -> None:
+def worker(settings: Settings, queues: Sequence[str] | None = None) -> None:
     from pdfqa.jobs.worker import run_worker
+    from pdfqa.queue import QUEUE_KINDS
 
-    sys.exit(run_worker(settings))
+    kinds = [k for k in QUEUE_KINDS if not queues or k in queues]
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        # Each worker process serves its own metrics; Prometheus scrapes every worker.
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+        log.info(
+            "worker metrics on http://%s:%d/metrics", settings.host, settings.worker_metrics_port
+        )
+    from pdfqa.tracing import configure as configure_tracing
+
+    configure_tracing(settings, service="pdfqa-worker")
+    sys.exit(run_worker(settings, kinds))
 
 
 def migrate(settings: Settings) -> None:
@@ -95,8 +106,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_cmd.add_argument(
         "--processes", type=int, default=1, help="API processes (with --no-worker; default 1)"
     )
-    commands.add_parser(
+    from pdfqa.queue import QUEUE_KINDS
+
+    worker_cmd = commands.add_parser(
         "worker", help="run a supervised arq worker (exits 1 when Redis stays unreachable)"
+    )
+    worker_cmd.add_argument(
+        "--queue",
+        action="append",
+        choices=QUEUE_KINDS,
+        help="serve this queue (repeatable); default: every queue (" + ", ".join(QUEUE_KINDS) + ")",
     )
     commands.add_parser("migrate", help="create the database if needed and apply migrations")
     args = parser.parse_args(argv)
@@ -114,8 +133,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "serve":
         os.environ.update({k: v for k, v in environ.items() if k.startswith("PDFQA_")})
         serve(settings, args.processes)
+    elif args.command == "worker":
+        worker(settings, args.queue)
     else:
-        {"worker": worker, "migrate": migrate}[args.command](settings)
+        migrate(settings)
 
 
 if __name__ == "__main__":

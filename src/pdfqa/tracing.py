@@ -14,7 +14,9 @@ the same).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -24,7 +26,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from pdfqa.settings import Settings
 
-__all__ = ["TRACE_KWARG", "configure", "enabled", "extract", "inject", "tracer"]
+__all__ = [
+    "TRACE_KWARG",
+    "configure",
+    "disable",
+    "enabled",
+    "extract",
+    "inject",
+    "switched_off",
+    "tracer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +99,31 @@ def _instrument() -> None:
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     RedisInstrumentor().instrument()
     HTTPXClientInstrumentor().instrument()
+
+
+def disable() -> None:
+    """Stop tracing in this process (tests): instrumentations removed, provider shut down."""
+    provider, _State.provider = _State.provider, None
+    if provider is None:
+        return
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    AsyncPGInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
+    RedisInstrumentor().uninstrument()
+    HTTPXClientInstrumentor().uninstrument()
+    provider.shutdown()
+
+
+@contextlib.contextmanager
+def switched_off() -> Iterator[None]:
+    """As a process with tracing off sees it: no context injected or extracted (tests)."""
+    provider, _State.provider = _State.provider, None
+    try:
+        yield
+    finally:
+        _State.provider = provider
 
 
 def inject() -> dict[str, str]:

@@ -97,6 +97,7 @@ typecheck: $(STAMP) ## mypy --strict over src
 bench: $(STAMP) ## Ingestion and answer benchmarks on the 10-K filings (prints figures)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.answers
+	$(BIN)/python -m bench.tracing
 
 eval: $(STAMP) ## Retrieval quality (hit@1, hit@5, MRR) on eval/questions.jsonl
 	$(BIN)/python eval/verify.py

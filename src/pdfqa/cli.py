@@ -47,6 +47,8 @@ def serve(settings: Settings, processes: int = 1) -> None:
         "http": "httptools",
         # SIGTERM: open requests get this long; progress streams end at once (see create_app).
         "timeout_graceful_shutdown": max(1, round(settings.shutdown_timeout_s)),
+        # uvicorn's records go through pdfqa's handler (JSON lines off a terminal; see logs).
+        "log_config": None,
     }
     if processes > 1:
         # Each process builds its own app from the same environment.

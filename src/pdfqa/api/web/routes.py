@@ -61,9 +61,17 @@ async def chat() -> Response[str]:
     return _html("chat")
 
 
+@get("/admin", include_in_schema=False)
+async def admin() -> Response[str]:
+    """The jobs dashboard (its data answers 403 to anyone but an admin)."""
+    return _html("admin")
+
+
 def web_router() -> Router:
-    """The pages: ``/`` (to the library), ``/login``, ``/library`` and ``/chat``."""
-    return Router("/", route_handlers=[home, login, library, chat], include_in_schema=False)
+    """The pages: ``/`` (to the library), ``/login``, ``/library``, ``/chat`` and ``/admin``."""
+    return Router(
+        "/", route_handlers=[home, login, library, chat, admin], include_in_schema=False
+    )
 
 
 def static_files_router() -> Router:

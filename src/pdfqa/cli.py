@@ -8,9 +8,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, cast, get_args
+from typing import Any
 
-from pdfqa.queue import QueueKind
 from pdfqa.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -22,11 +21,9 @@ KEEP_ALIVE_S = 75
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from pdfqa import logs
+
+    logs.configure(settings)
 
 
 def serve(settings: Settings, processes: int = 1) -> None:
@@ -57,6 +54,8 @@ def serve(settings: Settings, processes: int = 1) -> None:
         # default too; proxies: 60 s), so the server never closes one just as a client sends
         # a request on it, which the client sees as a reset connection (make load saw one).
         "timeout_keep_alive": KEEP_ALIVE_S,
+        # uvicorn's records go through pdfqa's handler (JSON lines off a terminal; see logs).
+        "log_config": None,
     }
     if processes > 1:
         # Each process builds its own app from the same environment.
@@ -69,10 +68,23 @@ def serve(settings: Settings, processes: int = 1) -> None:
         uvicorn.run(create_app(settings), **options)
 
 
-def worker(settings: Settings, queue: QueueKind = "ingest") -> None:
+def worker(settings: Settings, queues: Sequence[str] | None = None) -> None:
     from pdfqa.jobs.worker import run_worker
+    from pdfqa.queue import QUEUE_KINDS
 
-    sys.exit(run_worker(settings, queue))
+    kinds = [k for k in QUEUE_KINDS if not queues or k in queues]
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        # Each worker process serves its own metrics; Prometheus scrapes every worker.
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+        log.info(
+            "worker metrics on http://%s:%d/metrics", settings.host, settings.worker_metrics_port
+        )
+    from pdfqa.tracing import configure as configure_tracing
+
+    configure_tracing(settings, service="pdfqa-worker")
+    sys.exit(run_worker(settings, kinds))
 
 
 def migrate(settings: Settings) -> None:
@@ -103,14 +115,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_cmd.add_argument(
         "--processes", type=int, default=1, help="API processes (with --no-worker; default 1)"
     )
+    from pdfqa.queue import QUEUE_KINDS
+
     worker_cmd = commands.add_parser(
         "worker", help="run a supervised arq worker (exits 1 when Redis stays unreachable)"
     )
     worker_cmd.add_argument(
         "--queue",
-        choices=list(get_args(QueueKind)),
-        default="ingest",
-        help="the kind of job to serve (this deployment's queue of that kind; default ingest)",
+        action="append",
+        choices=QUEUE_KINDS,
+        help="serve this queue (repeatable); default: every queue (" + ", ".join(QUEUE_KINDS) + ")",
     )
     commands.add_parser("migrate", help="create the database if needed and apply migrations")
     args = parser.parse_args(argv)
@@ -129,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.environ.update({k: v for k, v in environ.items() if k.startswith("PDFQA_")})
         serve(settings, args.processes)
     elif args.command == "worker":
-        worker(settings, cast(QueueKind, args.queue))
+        worker(settings, args.queue)
     else:
         migrate(settings)
 

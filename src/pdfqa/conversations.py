@@ -9,6 +9,7 @@ half-saved.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -16,9 +17,11 @@ from typing import Literal
 from uuid import UUID
 
 import msgspec
+from opentelemetry import trace
+from opentelemetry.trace import Span, StatusCode
 
 from pdfqa import answer as answering
-from pdfqa import quotas, words
+from pdfqa import metrics, quotas, words
 from pdfqa.answer import AnswerEvent, Done, Error, Sources, Token
 from pdfqa.citations import cited
 from pdfqa.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
@@ -29,6 +32,7 @@ from pdfqa.sanitize import display_name
 from pdfqa.store import conversations as store
 from pdfqa.store import uploads as upload_store
 from pdfqa.store.conversations import Conversation, Feedback, FeedbackRecord, Message
+from pdfqa.tracing import tracer
 
 __all__ = [
     "ConversationDetail",
@@ -178,7 +182,7 @@ async def ask(
     )
 
 
-async def _answer(
+async def _answer(  # noqa: PLR0915 - one stream, its spans and its error events
     res: Resources,
     *,
     user_id: UUID,
@@ -187,11 +191,17 @@ async def _answer(
     earlier: list[Message],
     names: dict[UUID, str],
 ) -> AsyncIterator[AnswerEvent]:
+    started = time.perf_counter()
     history = [(m.question, m.answer) for m in earlier]
     chunks: list[str] = []
+    # Spans are started and ended by hand: a generator's ``yield`` must never sit inside an
+    # attached context (the consumer resumes it elsewhere). Each await runs under ``use_span``.
+    root = tracer.start_span("answer question", attributes={"uploads": len(names)})
+    streaming: Span | None = None
     try:
-        query = await _standalone(res, question, earlier, history)
-        found = await retrieve(res, user_id=user_id, upload_names=names, query=query)
+        with trace.use_span(root, end_on_exit=False):
+            query = await _standalone(res, question, earlier, history)
+            found = await retrieve(res, user_id=user_id, upload_names=names, query=query)
         # The sources are always shown, "not found" included: the person can check them.
         sources = found.sources
         threshold = res.settings.min_confidence
@@ -207,9 +217,21 @@ async def _answer(
             mode = "extractive"
             extracted = answering.extractive_answer(query, sources, found.confidence, threshold)
             stream = _replay(extracted)
-        async for piece in stream:
+        root.set_attribute("answer.mode", mode)
+        streaming = tracer.start_span(
+            "stream answer", context=trace.set_span_in_context(root), attributes={"mode": mode}
+        )
+        while True:
+            with trace.use_span(streaming, end_on_exit=False):
+                piece = await anext(stream, None)
+            if piece is None:
+                break
+            if not chunks:
+                metrics.TTFT.observe(time.perf_counter() - started)
+                streaming.add_event("first token")
             chunks.append(piece)
             yield Token(text=piece)
+        streaming.end()
         text = "".join(chunks).strip()
         message = Message(
             id=uuid.uuid4(),
@@ -222,18 +244,26 @@ async def _answer(
             citations=cited(text, sources),
             created_at=datetime.now(UTC),
         )
-        async with res.db.acquire() as conn:
-            await store.insert_message(conn, message)
+        with trace.use_span(root, end_on_exit=False):
+            async with res.db.acquire() as conn:
+                await store.insert_message(conn, message)
     except UpstreamUnavailable as err:
         log.warning("answer failed upstream: %s", err)
+        root.set_status(StatusCode.ERROR, str(err))
         yield Error(detail=str(err))
         return
-    except Exception:
+    except Exception as exc:
         # Whatever broke, the stream ends with an error event (never a cut-off stream), and the
         # traceback goes to the log.
         log.exception("answering failed")
+        root.record_exception(exc)
+        root.set_status(StatusCode.ERROR)
         yield Error(detail="The answer failed because of an internal error; please try again.")
         return
+    finally:
+        if streaming is not None and streaming.is_recording():
+            streaming.end()
+        root.end()
     yield Done(
         message_id=message.id, citations=message.citations, mode=mode, confidence=found.confidence
     )

@@ -23,12 +23,14 @@ from uuid import UUID
 
 import msgspec
 
+from pdfqa import metrics
 from pdfqa.chunking import Chunk, Chunker, ChunkerState
 from pdfqa.errors import IngestError
 from pdfqa.extract import PageText
 from pdfqa.resources import Resources
 from pdfqa.sparse import SparseVector, sparse_document
 from pdfqa.store.vectors import ChunkPoint
+from pdfqa.tracing import tracer
 
 __all__ = [
     "NO_TEXT",
@@ -313,17 +315,22 @@ class _Pipeline:
                 self.stopped = True
                 break
             t0 = time.perf_counter()
-            page = await anext(pages, None)
+            with tracer.start_as_current_span("extract page") as span:
+                page = await anext(pages, None)
+                if page is not None:
+                    span.set_attribute("page", page.number)
             self.times.extract += time.perf_counter() - t0
             if page is None:
                 break
+            metrics.INGEST_PAGES.inc()
             if page.error is not None:
                 self.tracker.skipped += 1
                 log.warning(
                     "upload %s: page %d skipped: %s", self.upload_id, page.number, page.error
                 )
             t0 = time.perf_counter()
-            cut_now = await asyncio.to_thread(self.chunker.add_page, page.number, page.text)
+            with tracer.start_as_current_span("chunk page", attributes={"page": page.number}):
+                cut_now = await asyncio.to_thread(self.chunker.add_page, page.number, page.text)
             self.times.chunk += time.perf_counter() - t0
             self.pending += cut_now
             self.emitted += len(cut_now)
@@ -358,8 +365,11 @@ class _Pipeline:
             if batch.chunks:
                 texts = [c.text for c in batch.chunks]
                 t0 = time.perf_counter()
-                dense = await self.res.embedder.embed_documents(texts)
-                self.times.embed += time.perf_counter() - t0
+                with tracer.start_as_current_span("embed batch", attributes={"chunks": len(texts)}):
+                    dense = await self.res.embedder.embed_documents(texts)
+                took = time.perf_counter() - t0
+                self.times.embed += took
+                metrics.EMBED_BATCH.labels(self.res.settings.embedding_provider).observe(took)
                 sparse = await asyncio.to_thread(_sparse_all, texts)
                 points = [
                     ChunkPoint(
@@ -382,8 +392,12 @@ class _Pipeline:
             batch, points = item
             if points:
                 t0 = time.perf_counter()
-                await self.res.vectors.upsert(points)
+                with tracer.start_as_current_span(
+                    "upsert batch", attributes={"points": len(points)}
+                ):
+                    await self.res.vectors.upsert(points)
                 self.times.upsert += time.perf_counter() - t0
+                metrics.INGEST_CHUNKS.inc(len(points))
             self.tracker.finish(batch)
             await self.reporter.report()
 

@@ -22,7 +22,7 @@ from uuid import UUID
 import msgspec
 from arq.jobs import Job
 
-from pdfqa import progress, queue
+from pdfqa import metrics, progress, queue, retrieval
 from pdfqa.errors import NotFound, UpstreamUnavailable
 from pdfqa.extract import ExtractLimits, open_pdf
 from pdfqa.ingest import Checkpoint, Progress, StageTimes, Stopped, fingerprint, ingest_pages
@@ -34,6 +34,8 @@ __all__ = [
     "INGEST",
     "IngestResult",
     "MISSING_FILE",
+    "PURGE",
+    "RECONCILE",
     "ReconcileReport",
     "UploadGone",
     "create",
@@ -41,6 +43,7 @@ __all__ = [
     "enqueue_ingest",
     "fail",
     "ingest_upload",
+    "purge",
     "reconcile",
     "remove_vectors",
 ]
@@ -48,7 +51,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 INGEST = "ingest"
-"""The name of the ingestion job function."""
+"""The name of the ingestion job function (queue ``ingest``)."""
+PURGE = "purge_upload"
+"""The name of the job that deletes a deleted upload's file and vectors (queue ``default``)."""
+RECONCILE = "reconcile"
+"""The name of the reconciler's job (queue ``default``)."""
 RECONCILE_IDLE_S = 10.0
 """An unfinished upload untouched for this long is checked for a live job."""
 RECONCILE_LOCK = 0x7064_6671_62
@@ -128,7 +135,8 @@ async def create(
 
 
 async def delete(res: Resources, user_id: UUID, upload_id: UUID) -> None:
-    """Remove the row, the file and every vector; abort its job; end its open streams."""
+    """Remove the row, abort its job, end its open streams; the file and the vectors go in a
+    short job on the ``default`` queue (:func:`purge`; done here when it cannot be queued)."""
     async with res.db.acquire() as conn:
         upload = await uploads.delete(conn, upload_id, user_id)
     if upload is None:
@@ -140,31 +148,54 @@ async def delete(res: Resources, user_id: UUID, upload_id: UUID) -> None:
             )
     with contextlib.suppress(Exception):  # a courtesy: streams also end on their next read
         await progress.publish(res.redis, upload_id, progress.Deleted())
+    with contextlib.suppress(Exception):  # the purge job invalidates again
+        await retrieval.invalidate(res, upload_id)
+    try:
+        await queue.enqueue(
+            res.redis,
+            res.queues.name("default"),
+            PURGE,
+            res.queues.job_id(PURGE, upload_id),
+            str(upload_id),
+        )
+    except Exception as exc:
+        log.warning("upload %s: clean-up not queued (%r); done now", upload_id, exc)
+        await purge(res, upload_id)
+
+
+async def purge(res: Resources, upload_id: UUID) -> None:
+    """Delete a deleted upload's file and every vector."""
     await res.files.delete(str(upload_id))
     await remove_vectors(res, upload_id)
 
 
 async def remove_vectors(res: Resources, upload_id: UUID) -> None:
-    """Delete every vector of an upload."""
+    """Delete every vector of an upload (and every cached retrieval that saw them)."""
     await res.vectors.delete_upload(str(upload_id))
+    await retrieval.invalidate(res, upload_id)
 
 
-async def fail(res: Resources, upload_id: UUID, reason: str) -> IngestResult:
+async def fail(
+    res: Resources, upload_id: UUID, reason: str, *, keep_file: bool = False
+) -> IngestResult:
     """Record that an upload failed and why; then drop any vectors it got, as best it can.
 
     The failure is written first: whatever happens to the clean-up, the upload never stays
     ``processing``. ``reason`` is shown to the user: no paths, no internals.
     """
     async with res.db.acquire() as conn:
-        await uploads.mark_failed(conn, upload_id, reason)
+        failed = await uploads.mark_failed(conn, upload_id, reason)
         await upload_jobs.save_checkpoint(conn, upload_id, None)
+    if failed is not None:
+        metrics.INGEST_FAILURES.labels(metrics.failure_kind(reason)).inc()
     with contextlib.suppress(Exception):  # the row is the truth; the event is a courtesy
         await progress.publish(res.redis, upload_id, progress.Failed(reason=reason))
     try:
         await remove_vectors(res, upload_id)
     except Exception:
         log.warning("upload %s: could not remove its vectors", upload_id, exc_info=True)
-    await delete_failed_file(res, upload_id)
+    if not keep_file:  # kept: an admin may retry it (an abort, an interruption)
+        await delete_failed_file(res, upload_id)
     return IngestResult(upload_id=str(upload_id), status="failed", error=reason)
 
 
@@ -261,6 +292,7 @@ async def ingest_upload(
     if done is None:
         await remove_vectors(res, upload_id)
         raise UploadGone(str(upload_id))
+    await retrieval.invalidate(res, upload_id)  # a re-ingestion: its passages may differ
     with contextlib.suppress(Exception):
         await progress.publish(
             res.redis,

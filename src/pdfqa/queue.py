@@ -7,7 +7,9 @@ module; nothing above it builds an arq key or a job id by hand.
 deployment's id (a UUID kept in the deployment's own database, see ``store.deployment``), so
 neither takes the other's work: ``<prefix>:<deployment>:<kind>`` and
 ``<deployment>:<function>:<upload id>``. A queue name is a function of (deployment, kind):
-ingestion is one kind today; short jobs and OCR will be others.
+``ingest`` carries the long ingestion jobs, ``default`` the short ones (an upload's clean-up after
+a delete, the reconciler), so a burst of 1,000-page PDFs never delays them. Adding a kind is one
+word in :data:`QueueKind`.
 
 **Leases.** arq marks a running job with an in-progress key that lives as long as the job
 timeout (an hour), so a dead worker's job would wait that long. A running job renews that key
@@ -22,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from uuid import UUID
 
 import msgspec
@@ -34,10 +36,14 @@ from arq.constants import (
     retry_key_prefix,
 )
 from arq.jobs import Job
+from opentelemetry.trace import SpanKind
+
+from pdfqa import tracing
 
 __all__ = [
     "LEASE_S",
     "JobLiveness",
+    "QUEUE_KINDS",
     "QueueKind",
     "Queues",
     "clear_job",
@@ -50,8 +56,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-QueueKind = Literal["ingest"]
-"""The kinds of queue a deployment has (ingestion today; short jobs and OCR later)."""
+QueueKind = Literal["ingest", "default"]
+"""The kinds of queue a deployment has: long ingestion jobs, and short ones."""
+QUEUE_KINDS: tuple[QueueKind, ...] = get_args(QueueKind)
+"""Every kind, in the order ``pdfqa serve``'s embedded worker starts them."""
 JobLiveness = Literal["running", "queued", "finished", "missing"]
 
 LEASE_S = 20.0
@@ -98,9 +106,17 @@ class Queues:
         """The arq queue of one kind of job in this deployment."""
         return f"{self.prefix}:{self.deployment}:{kind}"
 
-    def job_id(self, function: str, upload_id: UUID) -> str:
-        """The deterministic job id of ``function`` for one upload (enqueueing twice is a no-op)."""
-        return f"{self.deployment}:{function}:{upload_id}"
+    def job_id(self, function: str, key: UUID | str) -> str:
+        """The deterministic job id of ``function`` for one upload (or another ``key``):
+        enqueueing twice is a no-op."""
+        return f"{self.deployment}:{function}:{key}"
+
+    def kind(self, name: str) -> QueueKind:
+        """The kind of one of this deployment's queue names; ValueError for any other name."""
+        for kind in QUEUE_KINDS:
+            if self.name(kind) == name:
+                return kind
+        raise ValueError(f"not a queue of this deployment: {name}")
 
 
 # --- enqueueing and liveness ------------------------------------------------------------------
@@ -109,8 +125,25 @@ class Queues:
 async def enqueue(
     redis: ArqRedis, queue: str, function: str, job_id: str, *args: Any
 ) -> Job | None:
-    """Enqueue ``function(*args)`` under ``job_id``; None when that job exists already."""
-    return await redis.enqueue_job(function, *args, _job_id=job_id, _queue_name=queue)
+    """Enqueue ``function(*args)`` under ``job_id``; None when that job exists already.
+
+    The current trace context travels in the job (``tracing.TRACE_KWARG``), when there is one.
+    """
+    carrier = tracing.inject()
+    kwargs: dict[str, Any] = {tracing.TRACE_KWARG: carrier} if carrier else {}
+    with tracing.tracer.start_as_current_span(
+        f"enqueue {function}",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "arq",
+            "messaging.destination.name": queue,
+            "job.id": job_id,
+        },
+    ):
+        if carrier:  # the job's parent is the enqueue span
+            carrier = tracing.inject()
+            kwargs = {tracing.TRACE_KWARG: carrier}
+        return await redis.enqueue_job(function, *args, _job_id=job_id, _queue_name=queue, **kwargs)
 
 
 async def liveness(redis: ArqRedis, queue: str, job_id: str) -> JobLiveness:

@@ -118,12 +118,19 @@ async def open_resources(
         # After the embedder: its name and (probed) size fix the store's collection.
         vectors = open_vector_store(settings, embedder.name, embedder.dimensions)
         stack.push_async_callback(vectors.aclose)
+        files: FileStore
+        if settings.file_store == "s3":
+            from pdfqa.store.s3files import open_s3_store
+
+            files = await stack.enter_async_context(open_s3_store(settings))
+        else:
+            files = LocalFileStore(settings.data_dir / "files")
         yield Resources(
             settings=settings,
             db=pool,
             redis=redis,
             http=http,
-            files=LocalFileStore(settings.data_dir / "files"),
+            files=files,
             vectors=vectors,
             embedder=embedder,
             count_tokens=word_piece_counter(bundled_model_dir() / "tokenizer.json"),

@@ -17,14 +17,23 @@ from uuid import UUID
 import msgspec
 import numpy as np
 
-from pdfqa import words
+from pdfqa import metrics, words
 from pdfqa.citations import Source
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings
 from pdfqa.sparse import sparse_query
 from pdfqa.store.vectors import Hit, SearchMode
+from pdfqa.tracing import tracer
 
-__all__ = ["Retrieval", "Signals", "Tuning", "embed_query", "retrieve", "standalone_query"]
+__all__ = [
+    "Retrieval",
+    "Signals",
+    "Tuning",
+    "embed_query",
+    "invalidate",
+    "retrieve",
+    "standalone_query",
+]
 
 QUERY_CACHE_TTL_S = 7 * 24 * 3600
 
@@ -89,7 +98,9 @@ async def embed_query(res: Resources, text: str) -> list[float]:
     embedder = res.embedder
     key = "pdfqa:qvec:" + hashlib.sha256(f"{embedder.name}\x00{text}".encode()).hexdigest()
     cached = await res.redis.get(key)
-    if cached is not None and len(cached) == 4 * embedder.dimensions:
+    hit = cached is not None and len(cached) == 4 * embedder.dimensions
+    metrics.cache_result("query_embedding", hit)
+    if hit:
         vector: list[float] = np.frombuffer(cached, dtype=np.float32).tolist()
         return vector
     fresh = await embedder.embed_query(text)
@@ -106,10 +117,85 @@ async def retrieve(
     limit: int | None = None,
     tuning: Tuning | None = None,
 ) -> Retrieval:
-    """Search the given uploads (which must all be the caller's) for ``query``."""
+    """Search the given uploads (which must all be the caller's) for ``query``.
+
+    The result is cached in Redis for ``retrieval_cache_ttl_s`` under a key that holds each
+    upload's generation (:func:`invalidate` moves it: a delete or a re-ingestion), so a cached
+    result never outlives the uploads it came from.
+    """
     settings = res.settings
     tuning = tuning or Tuning.from_settings(settings)
     limit = limit or settings.retrieval_top_k
+    with metrics.timed(metrics.RETRIEVAL), tracer.start_as_current_span("retrieve") as span:
+        span.set_attribute("uploads", len(upload_names))
+        key = None
+        if settings.retrieval_cache_ttl_s > 0:
+            key = await _cache_key(res, user_id, upload_names, query, limit, tuning)
+            cached = await res.redis.get(key)
+            metrics.cache_result("retrieval", cached is not None)
+            span.set_attribute("cache.hit", cached is not None)
+            if cached is not None:
+                return _retrieval_decoder.decode(cached)
+        found = await _retrieve(res, user_id, upload_names, query, limit, tuning)
+        if key is not None:
+            await res.redis.set(
+                key, _retrieval_encoder.encode(found), ex=settings.retrieval_cache_ttl_s
+            )
+        return found
+
+
+_retrieval_encoder = msgspec.msgpack.Encoder()
+_retrieval_decoder = msgspec.msgpack.Decoder(Retrieval)
+GENERATION_TTL_S = 30 * 24 * 3600
+"""An upload's cache generation outlives every cached result (and then some)."""
+
+
+def _generation_key(settings: Settings, upload_id: UUID | str) -> str:
+    return f"{settings.queue_name}:cache-gen:{upload_id}"
+
+
+async def invalidate(res: Resources, upload_id: UUID | str) -> None:
+    """Make every cached retrieval that searched this upload stale (a delete, a re-ingestion)."""
+    key = _generation_key(res.settings, upload_id)
+    async with res.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, GENERATION_TTL_S)
+        await pipe.execute()
+
+
+async def _cache_key(  # noqa: PLR0917
+    res: Resources,
+    user_id: UUID,
+    upload_names: Mapping[UUID, str],
+    query: str,
+    limit: int,
+    tuning: Tuning,
+) -> str:
+    ids = sorted(str(u) for u in upload_names)
+    gens = await res.redis.mget([_generation_key(res.settings, u) for u in ids]) if ids else []
+    names = {str(k): v for k, v in upload_names.items()}
+    parts = [
+        res.embedder.name,
+        str(user_id),
+        query,
+        str(limit),
+        msgspec.json.encode(tuning).decode(),
+        *(f"{u}\x00{g!r}\x00{names[u]}" for u, g in zip(ids, gens, strict=True)),
+        str(res.settings.min_confidence),
+    ]
+    digest = hashlib.sha256("\x01".join(parts).encode()).hexdigest()
+    return f"{res.settings.queue_name}:cache:retrieval:{digest}"
+
+
+async def _retrieve(  # noqa: PLR0917
+    res: Resources,
+    user_id: UUID,
+    upload_names: Mapping[UUID, str],
+    query: str,
+    limit: int,
+    tuning: Tuning,
+) -> Retrieval:
+    settings = res.settings
     dense = await embed_query(res, query)
     upload_ids = [str(u) for u in upload_names]
     found = await res.vectors.search(

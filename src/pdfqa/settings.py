@@ -164,6 +164,32 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Questions one user may ask per minute; 0: unlimited."""
     log_level: str = "INFO"
     """Python logging level."""
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """``auto``: JSON lines when stderr is not a terminal, readable text on a terminal."""
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP collector (``http://jaeger:4318``): traces are exported there. Unset: off."""
+    trace_console: bool = False
+    """Print finished spans to stdout (local debugging)."""
+    service_name: str | None = None
+    """``service.name`` of this process's spans; unset: ``pdfqa-api`` or ``pdfqa-worker``."""
+    worker_metrics_port: int = 0
+    """``pdfqa worker`` serves its Prometheus metrics on this port; 0: not served."""
+    file_store: Literal["local", "s3"] = "local"
+    """Where uploaded files live: ``local`` (``data_dir/files``) or an S3-compatible bucket."""
+    s3_bucket: str = "pdfqa"
+    """Bucket of the ``s3`` file store (created when missing)."""
+    s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO: ``http://minio:9000``); unset: AWS."""
+    s3_region: str = "us-east-1"
+    """Region of the bucket."""
+    s3_access_key_id: str | None = None
+    """Access key; unset: the usual AWS credential chain."""
+    s3_secret_access_key: str | None = None
+    """Secret key; unset: the usual AWS credential chain."""
+    s3_prefix: str = "files/"
+    """Key prefix of uploaded files inside the bucket."""
+    retrieval_cache_ttl_s: int = 600
+    """How long a question's retrieved passages stay cached in Redis; 0: no cache."""
 
 
 def csv(value: str) -> list[str]:

@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from pdfqa.api.app import create_app
 from pdfqa.jobs.worker import embedded_worker
+from pdfqa.queue import QueueKind
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings
 
@@ -83,8 +84,13 @@ async def upload(
     return body
 
 
-async def run_jobs(resources: Resources) -> int:
-    """Run the queue dry with a real arq worker in burst mode; returns jobs completed."""
-    worker = embedded_worker(resources, burst=True, poll_delay=0.05)
-    await worker.main()
-    return int(worker.jobs_complete)
+async def run_jobs(resources: Resources, kinds: tuple[QueueKind, ...] = ("ingest",)) -> int:
+    """Run queues dry with a real arq worker each, in burst mode; returns jobs completed.
+
+    ``ingest`` unless told; ``("default",)`` runs the short jobs (a delete's clean-up)."""
+    done = 0
+    for kind in kinds:
+        worker = embedded_worker(resources, kind, burst=True, poll_delay=0.05)
+        await worker.main()
+        done += int(worker.jobs_complete)
+    return done

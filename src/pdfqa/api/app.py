@@ -10,6 +10,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from types import FrameType
+from typing import Any
 
 import httpx
 from litestar import Litestar, Router
@@ -21,6 +22,7 @@ from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
 
 from pdfqa import errors
+from pdfqa.api.admin import JobsAdminController
 from pdfqa.api.auth import AdminController, AuthController
 from pdfqa.api.conversations import ConversationsController, FeedbackController
 from pdfqa.api.crosssite import json_only, same_origin
@@ -29,12 +31,14 @@ from pdfqa.api.docs import docs_plugins
 from pdfqa.api.errors import problem_details_plugin
 from pdfqa.api.health import health, ready
 from pdfqa.api.meta import MetaController
-from pdfqa.api.middleware import auth_rate_limit, body_idle_timeout, security_headers
+from pdfqa.api.metrics import MetricsController, prometheus_config
+from pdfqa.api.middleware import auth_rate_limit, body_idle_timeout, request_id, security_headers
 from pdfqa.api.uploads import JobsController, UploadsController
 from pdfqa.api.web import static_files_router, web_router
 from pdfqa.jobs.worker import Supervisor
 from pdfqa.resources import open_resources
 from pdfqa.settings import Settings, csv, load_settings
+from pdfqa.tracing import configure as configure_tracing
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -106,6 +110,7 @@ def create_app(
         route_handlers=[
             AuthController,
             AdminController,
+            JobsAdminController,
             JobsController,
             ConversationsController,
             FeedbackController,
@@ -120,11 +125,36 @@ def create_app(
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
     )
     hosts = csv(settings.allowed_hosts)
+    plugins: list[Any] = [problem_details_plugin()]
+    provider = configure_tracing(settings, service="pdfqa-api")
+    if provider is not None:  # off: no middleware at all
+        from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
+        plugins.append(
+            OpenTelemetryPlugin(
+                OpenTelemetryConfig(
+                    tracer_provider=provider,
+                    exclude_spans=["receive", "send"],  # not one span per SSE message
+                    exclude=["^/metrics$", "^/static/", "^/health$"],
+                )
+            )
+        )
+    metrics_config = prometheus_config()
     return Litestar(
-        route_handlers=[health, ready, api, uploads, web_router(), static_files_router()],
+        route_handlers=[
+            health,
+            ready,
+            MetricsController,
+            api,
+            uploads,
+            web_router(),
+            static_files_router(),
+        ],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         guards=[same_origin, json_only],
         middleware=[
+            request_id,
+            metrics_config.middleware,
             security_headers,
             body_idle_timeout(settings.body_idle_timeout_s),
             auth_rate_limit(settings.auth_rate_per_minute).middleware,
@@ -136,7 +166,7 @@ def create_app(
         if hosts
         else None,
         lifespan=[lifespan],
-        plugins=[problem_details_plugin()],
+        plugins=plugins,
         logging_config=LoggingConfig(
             log_exceptions="always", disable_stack_trace={*QUIET_STATUSES, *QUIET_ERRORS}
         ),

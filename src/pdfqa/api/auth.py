@@ -1,19 +1,20 @@
 """``/api/v1/auth``: register, log in (token + HTTP-only cookie), who is logged in, log out (here or
-everywhere), change the password; ``/api/v1/admin/users``: an admin creates an account."""
+everywhere), change the password; ``/api/v1/admin/users``: an admin creates, lists, promotes and
+demotes accounts."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
-from litestar.params import JSONBody
+from litestar import Controller, Request, Response, get, post, put
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from pdfqa import accounts
 from pdfqa.api.cookies import clear_cookies, session_cookie
 from pdfqa.api.deps import CurrentUser, Deps, credentials
-from pdfqa.errors import Forbidden
 from pdfqa.sanitize import check_text
 from pdfqa.store.users import User
 
@@ -43,6 +44,10 @@ class PasswordChange(msgspec.Struct, frozen=True):
 class LoginOut(msgspec.Struct, frozen=True):
     token: str
     user: User
+
+
+class AdminFlag(msgspec.Struct, frozen=True):
+    is_admin: bool
 
 
 class LoggedOut(msgspec.Struct, frozen=True):
@@ -124,7 +129,20 @@ class AdminController(Controller):
     async def create_user(
         self, data: JSONBody[Credentials], resources: Deps, user: CurrentUser
     ) -> User:
-        """An admin (``PDFQA_ADMIN_EMAILS``) creates an account, even with registration closed."""
-        if not accounts.is_admin(resources.settings, user):
-            raise Forbidden("Only an administrator can create accounts.")
+        """An admin creates an account, even with registration closed."""
+        accounts.require_admin(resources.settings, user)
         return await accounts.create_user(resources, data.email, data.password)
+
+    @get("/users")
+    async def list_users(self, resources: Deps, user: CurrentUser) -> list[User]:
+        """Every account (oldest first, at most 500), with its admin flag."""
+        accounts.require_admin(resources.settings, user)
+        return await accounts.list_users(resources)
+
+    @put("/users/{user_id:uuid}/admin")
+    async def set_admin(
+        self, user_id: FromPath[UUID], data: JSONBody[AdminFlag], resources: Deps, user: CurrentUser
+    ) -> User:
+        """Promote (``{"is_admin": true}``) or demote a user. Not oneself, nor a user
+        ``PDFQA_ADMIN_EMAILS`` names (409)."""
+        return await accounts.set_admin(resources, user, user_id, data.is_admin)

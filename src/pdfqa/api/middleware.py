@@ -5,15 +5,50 @@ an idle-read timeout on request bodies, and Litestar's rate limiter with ``Retry
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 from typing import Any
 
+import structlog
 from litestar.enums import ScopeType
 from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from pdfqa.errors import RequestTimeout
 
-__all__ = ["RetryAfterRateLimit", "auth_rate_limit", "body_idle_timeout", "security_headers"]
+__all__ = [
+    "RetryAfterRateLimit",
+    "auth_rate_limit",
+    "body_idle_timeout",
+    "request_id",
+    "security_headers",
+]
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def request_id(app: ASGIApp) -> ASGIApp:
+    """Every request gets an id (the client's ``X-Request-ID`` when well formed), echoed in the
+    response and bound to every log line written while the request runs."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=rid):
+            await app(scope, receive, send_with_id)
+
+    return middleware
+
 
 HSTS = b"max-age=31536000; includeSubDomains"
 

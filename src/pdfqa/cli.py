@@ -61,10 +61,12 @@ def serve(settings: Settings, processes: int = 1) -> None:
         uvicorn.run(create_app(settings), **options)
 
 
-def worker(settings: Settings) -> None:
+def worker(settings: Settings, queues: Sequence[str] | None = None) -> None:
     from pdfqa.jobs.worker import run_worker
+    from pdfqa.queue import QUEUE_KINDS
 
-    sys.exit(run_worker(settings))
+    kinds = tuple(k for k in QUEUE_KINDS if not queues or k in queues)
+    sys.exit(run_worker(settings, kinds))
 
 
 def migrate(settings: Settings) -> None:
@@ -95,8 +97,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_cmd.add_argument(
         "--processes", type=int, default=1, help="API processes (with --no-worker; default 1)"
     )
-    commands.add_parser(
-        "worker", help="run a supervised arq worker (exits 1 when Redis stays unreachable)"
+    worker_cmd = commands.add_parser(
+        "worker", help="run supervised arq workers (exit 1 when Redis stays unreachable)"
+    )
+    worker_cmd.add_argument(
+        "--queue",
+        action="append",
+        choices=["ingest", "ocr"],
+        help="the queue to work on (repeatable; default: every queue, ingest and ocr)",
     )
     commands.add_parser("migrate", help="create the database if needed and apply migrations")
     args = parser.parse_args(argv)
@@ -114,8 +122,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "serve":
         os.environ.update({k: v for k, v in environ.items() if k.startswith("PDFQA_")})
         serve(settings, args.processes)
+    elif args.command == "worker":
+        worker(settings, args.queue)
     else:
-        {"worker": worker, "migrate": migrate}[args.command](settings)
+        migrate(settings)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ module; nothing above it builds an arq key or a job id by hand.
 deployment's id (a UUID kept in the deployment's own database, see ``store.deployment``), so
 neither takes the other's work: ``<prefix>:<deployment>:<kind>`` and
 ``<deployment>:<function>:<upload id>``. A queue name is a function of (deployment, kind):
-ingestion is one kind today; short jobs and OCR will be others.
+ingestion and OCR are the kinds today.
 
 **Leases.** arq marks a running job with an in-progress key that lives as long as the job
 timeout (an hour), so a dead worker's job would wait that long. A running job renews that key
@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from uuid import UUID
 
 import msgspec
@@ -37,6 +37,7 @@ from arq.jobs import Job
 
 __all__ = [
     "LEASE_S",
+    "QUEUE_KINDS",
     "JobLiveness",
     "QueueKind",
     "Queues",
@@ -50,8 +51,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-QueueKind = Literal["ingest"]
-"""The kinds of queue a deployment has (ingestion today; short jobs and OCR later)."""
+QueueKind = Literal["ingest", "ocr"]
+"""The kinds of queue a deployment has: ingestion, and OCR (slow: a scan never delays the text
+PDFs behind it); short jobs later."""
+QUEUE_KINDS: tuple[QueueKind, ...] = get_args(QueueKind)
+"""Every kind, in the order ``pdfqa serve`` starts their workers."""
 JobLiveness = Literal["running", "queued", "finished", "missing"]
 
 LEASE_S = 20.0

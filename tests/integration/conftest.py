@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from pdfqa.api.app import create_app
 from pdfqa.jobs.worker import embedded_worker
+from pdfqa.queue import QUEUE_KINDS, QueueKind
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings
 
@@ -83,8 +84,12 @@ async def upload(
     return body
 
 
-async def run_jobs(resources: Resources) -> int:
-    """Run the queue dry with a real arq worker in burst mode; returns jobs completed."""
-    worker = embedded_worker(resources, burst=True, poll_delay=0.05)
-    await worker.main()
-    return int(worker.jobs_complete)
+async def run_jobs(resources: Resources, *kinds: QueueKind) -> int:
+    """Run the queues dry with real arq workers in burst mode, ingestion first (it hands scanned
+    pages to OCR), or only ``kinds``; returns the jobs completed."""
+    done = 0
+    for kind in kinds or QUEUE_KINDS:
+        worker = embedded_worker(resources, kind, burst=True, poll_delay=0.05)
+        await worker.main()
+        done += int(worker.jobs_complete)
+    return done

@@ -17,6 +17,7 @@ from pdfqa.extract.tables import count_paths, find_tables, looks_like_table
 __all__ = [
     "MAX_PAGE_CHARS",
     "PDFIUM_ERRORS",
+    "OcrLine",
     "PageText",
     "TextReader",
     "check_document",
@@ -36,6 +37,19 @@ PDFIUM_ERRORS: Final = {
 """pdfium's error codes on opening a document, as reasons a person can act on."""
 
 
+class OcrLine(msgspec.Struct, frozen=True):
+    """One line OCR recognised: its text, its box (``x0, y0, x1, y1`` as fractions of the page's
+    width and height from the top-left corner of the page as shown) and the recogniser's
+    confidence (0-1)."""
+
+    text: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float
+
+
 class PageText(msgspec.Struct, frozen=True):
     """The text of one page."""
 
@@ -44,11 +58,17 @@ class PageText(msgspec.Struct, frozen=True):
     text: str
     """Whitespace-normalised text; ``""`` for a page without a text layer or a skipped page."""
     method: str
-    """``"pdfium"``, or ``"pdfplumber"`` when tables on the page were rendered by pdfplumber."""
+    """``"pdfium"``, ``"pdfplumber"`` when tables on the page were rendered by pdfplumber, or
+    ``"ocr"``."""
     tables: int = 0
     """Tables rendered into ``text`` by pdfplumber."""
     error: str | None = None
     """Why the page was skipped (timeout, memory, crash); ``text`` is then ``""``."""
+    needs_ocr: bool = False
+    """The text layer is missing, too thin for the page or garbage: OCR should read the page
+    (``text`` is then what pdfium found, which the pipeline does not index)."""
+    lines: list[OcrLine] = []
+    """What OCR recognised, line by line (``method == "ocr"`` only)."""
 
 
 def failed(number: int, reason: str) -> PageText:
@@ -95,10 +115,13 @@ def normalize(text: str) -> str:
 class TextReader:
     """Per-child text extraction state: the pdfium document and, once needed, a pdfplumber one."""
 
-    def __init__(self, pdf: Any, path: str, *, tables: bool) -> None:
+    def __init__(
+        self, pdf: Any, path: str, *, tables: bool, ocr_threshold: float | None = None
+    ) -> None:
         self._pdf = pdf
         self._path = path
         self._tables = tables
+        self._ocr_threshold = ocr_threshold
         self._plumber: Any = None
 
     def read(self, number: int) -> PageText:
@@ -107,6 +130,9 @@ class TextReader:
             textpage = page.get_textpage()
             try:
                 raw_text = textpage.get_text_range()
+                if self._ocr_threshold is not None and self._needs_ocr(page, raw_text):
+                    text = normalize(raw_text)[:MAX_PAGE_CHARS]
+                    return PageText(number, text, "pdfium", needs_ocr=True)
                 paths = count_paths(page) if self._tables and len(raw_text) > 40 else 0
                 if looks_like_table(paths, raw_text):
                     tabled = self._with_tables(number, page, textpage)
@@ -117,6 +143,24 @@ class TextReader:
                 textpage.close()
         finally:
             page.close()
+
+    def _needs_ocr(self, page: Any, raw_text: str) -> bool:
+        from pdfqa.extract.ocr import is_garbage, min_chars, needs_ocr, page_objects
+
+        assert self._ocr_threshold is not None
+        width, height = page.get_width(), page.get_height()
+        chars = sum(1 for c in raw_text if not c.isspace())
+        if chars >= min_chars(width, height, self._ocr_threshold) and not is_garbage(raw_text):
+            return False  # the common case, without walking the page's objects
+        images, drawings = page_objects(page)
+        return needs_ocr(
+            raw_text,
+            width_pt=width,
+            height_pt=height,
+            images=images,
+            drawings=drawings,
+            min_chars_per_sq_in=self._ocr_threshold,
+        )
 
     def _with_tables(self, number: int, page: Any, textpage: Any) -> PageText | None:
         """pdfium text outside the tables, with pdfplumber's tables rendered in their place."""

@@ -13,8 +13,9 @@ event loop). A page that takes longer than ``page_timeout_s``, exhausts the chil
 crashes it is yielded with ``error`` set and empty text, and a fresh child resumes at the next
 page; too many failures in a row (or the first pages all failing) raise :class:`IngestError`.
 
-What the child does with a page is ``pages.TextReader``'s business. Messages on the pipe are
-msgpack (msgspec), never pickle.
+What the child does with a page is ``pages.TextReader``'s business, or ``ocr.OcrReader``'s in
+the OCR job (``ExtractLimits.for_ocr``: more memory, CPU per page, a lower priority). Messages
+on the pipe are msgpack (msgspec), never pickle.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import math
 import resource
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from pdfqa.errors import IngestError
+from pdfqa.extract.ocr import OcrConfig, OcrReader
 from pdfqa.extract.pages import PDFIUM_ERRORS, PageText, TextReader, check_document, failed
 from pdfqa.pdf_header import HEADER_WINDOW, NOT_A_PDF, pdf_header_offset
 
@@ -51,6 +53,10 @@ FIRST_PAGES: Final = 3
 """If the first ``min(FIRST_PAGES, page_count)`` pages all fail, the document is aborted."""
 MIN_OPEN_TIMEOUT_S: Final = 30.0
 """Lower bound of the wall-clock limit for starting a child and opening the file."""
+OCR_OPEN_TIMEOUT_S: Final = 120.0
+"""... and for an OCR child, which loads its models as it starts."""
+OCR_START_CPU_S: Final = 60
+"""CPU seconds an OCR child may spend loading its models, beyond its pages' share."""
 
 
 class ExtractLimits(msgspec.Struct, frozen=True):
@@ -66,6 +72,11 @@ class ExtractLimits(msgspec.Struct, frozen=True):
     """Documents with more pages are refused with "too many pages"."""
     tables: bool = True
     """Render ruled tables with pdfplumber (slower; much better for financial tables)."""
+    ocr_threshold: float | None = None
+    """Flag pages that need OCR (``PageText.needs_ocr``), with this many characters per square
+    inch as the least a page with an image must hold; None: OCR is off, flag nothing."""
+    ocr: OcrConfig | None = None
+    """Read pages with OCR instead of their text layer (the OCR job's children)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExtractLimits:
@@ -76,6 +87,30 @@ class ExtractLimits(msgspec.Struct, frozen=True):
             page_timeout_s=settings.page_timeout_s,
             max_pages=settings.max_pages,
             tables=settings.extract_tables,
+            ocr_threshold=settings.ocr_min_chars_per_sq_in if settings.ocr else None,
+        )
+
+    @classmethod
+    def for_ocr(cls, settings: Settings, pages: int) -> ExtractLimits:
+        """The OCR children's limits: ``ocr_*`` settings, CPU for ``pages`` pages in all."""
+        config = OcrConfig(
+            scale=settings.ocr_scale,
+            page_cpu_s=settings.ocr_page_cpu_s,
+            nice=settings.ocr_nice,
+            threads=settings.ocr_threads,
+            language=settings.ocr_language,
+            det_model=str(settings.ocr_det_model) if settings.ocr_det_model else None,
+            rec_model=str(settings.ocr_rec_model) if settings.ocr_rec_model else None,
+            rec_keys=str(settings.ocr_rec_keys) if settings.ocr_rec_keys else None,
+            ocr_version=settings.ocr_version,
+        )
+        return cls(
+            memory_mb=settings.ocr_memory_mb,
+            cpu_s=settings.ocr_page_cpu_s * max(1, pages) + OCR_START_CPU_S,
+            page_timeout_s=settings.ocr_page_timeout_s,
+            max_pages=settings.max_pages,
+            tables=False,
+            ocr=config,
         )
 
 
@@ -163,6 +198,13 @@ class PdfDocument:
         self._begin()
         return self._pages(list(range(max(1, start), self.page_count + 1)))
 
+    def some_pages(self, numbers: Sequence[int]) -> AsyncIterator[PageText]:
+        """Yield the pages ``numbers`` (ascending), each exactly once, a failed one with its
+        ``error``; never aborts the document (the OCR job's way of reading)."""
+        self._begin()
+        wanted = sorted({n for n in numbers if 1 <= n <= self.page_count})
+        return self._pages(wanted, abort=False)
+
     def _begin(self) -> None:
         if self._conn is None and self.page_count == 0:
             raise RuntimeError("pages() needs an open PdfDocument (use `async with`)")
@@ -227,8 +269,10 @@ class PdfDocument:
                     memory_mb=limits.memory_mb,
                     cpu_s=budget,
                     max_pages=limits.max_pages,
-                    check_pages=first_page == 1,
+                    check_pages=first_page == 1 and limits.ocr is None,
                     tables=limits.tables,
+                    ocr_threshold=limits.ocr_threshold,
+                    ocr=limits.ocr,
                 ),
                 child_conn,
             ),
@@ -239,7 +283,8 @@ class PdfDocument:
         child_conn.close()
         self._proc, self._conn = proc, parent_conn
         loop = asyncio.get_running_loop()
-        reply = await self._receive(loop.time() + max(MIN_OPEN_TIMEOUT_S, limits.page_timeout_s))
+        least = OCR_OPEN_TIMEOUT_S if limits.ocr is not None else MIN_OPEN_TIMEOUT_S
+        reply = await self._receive(loop.time() + max(least, limits.page_timeout_s))
         if isinstance(reply, _Opened):
             return reply.page_count
         await self._stop()
@@ -350,6 +395,8 @@ class _ChildJob(msgspec.Struct, frozen=True):
     max_pages: int
     check_pages: bool
     tables: bool
+    ocr_threshold: float | None
+    ocr: OcrConfig | None
 
 
 def _child_main(job: _ChildJob, conn: Connection) -> None:
@@ -373,8 +420,16 @@ def _child_main(job: _ChildJob, conn: Connection) -> None:
     if refusal is not None:
         conn.send_bytes(encoder.encode(_Refused(refusal)))
         return
+    reader: TextReader | OcrReader
+    if job.ocr is not None:
+        try:
+            reader = OcrReader(pdf, job.ocr, cpu_hard_s=job.cpu_s)
+        except Exception as exc:  # a model that cannot load: every page would fail alike
+            conn.send_bytes(encoder.encode(_Refused(f"OCR could not start: {exc}")))
+            return
+    else:
+        reader = TextReader(pdf, job.path, tables=job.tables, ocr_threshold=job.ocr_threshold)
     conn.send_bytes(encoder.encode(_Opened(count)))
-    reader = TextReader(pdf, job.path, tables=job.tables)
     while True:
         try:
             number = decoder.decode(conn.recv_bytes())

@@ -93,8 +93,9 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 typecheck: $(STAMP) ## mypy --strict over src
 	$(BIN)/mypy
 
-bench: $(STAMP) ## Ingestion and answer benchmarks on the 10-K filings (prints figures)
+bench: $(STAMP) ## Ingestion, OCR and answer benchmarks (prints figures)
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.ocr
 	$(BIN)/python -m bench.answers
 
 eval: $(STAMP) ## Retrieval quality (hit@1, hit@5, MRR) on eval/questions.jsonl

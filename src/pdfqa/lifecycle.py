@@ -262,7 +262,7 @@ async def ingest_upload(
         upload = await uploads.start_processing(
             conn,
             upload_id,
-            pages_done=resume.pages_done if resume else 0,
+            pages_done=resume.pages_done - len(resume.ocr_pages) if resume else 0,
             pages_skipped=resume.pages_skipped if resume else 0,
             chunks=resume.chunks if resume else 0,
         )

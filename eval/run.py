@@ -49,7 +49,16 @@ ROOT = HERE.parent
 SHARED = ROOT.parent / "shared"
 CORPUS = SHARED / "corpus"
 BENCHMARK = SHARED / "benchmarks" / "mmlongbench-dev"
-FINGERPRINTED = ("extract.py", "cleanup.py", "chunking.py", "words.py", "sparse.py", "ingest.py")
+FINGERPRINTED = (
+    "extract/pages.py",
+    "extract/tables.py",
+    "extract/ocr.py",
+    "cleanup.py",
+    "chunking.py",
+    "words.py",
+    "sparse.py",
+    "ingest.py",
+)
 K = 5
 
 

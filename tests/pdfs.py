@@ -33,3 +33,31 @@ def text_pdf(lines: list[str], *, prefix: bytes = b"") -> bytes:
         xref,
     )
     return bytes(out)
+
+
+def mixed_pdf(pages: list[tuple[list[str], bool]], *, scale: float = 2.0) -> bytes:
+    """A PDF of ``text_pdf`` pages, in order; a page marked True is rendered to an image first
+    (``scale`` x 72 dpi) and placed as the only thing on its page: a scan, without a text layer.
+    """
+    import io
+
+    import pypdfium2 as pdfium
+
+    out = pdfium.PdfDocument.new()
+    for lines, as_image in pages:
+        source = pdfium.PdfDocument(text_pdf(lines))
+        if not as_image:
+            out.import_pages(source)
+            continue
+        page = source[0]
+        width, height = page.get_size()
+        bitmap = page.render(scale=scale, grayscale=True)
+        target = out.new_page(width, height)
+        image = pdfium.PdfImage.new(out)
+        image.set_bitmap(bitmap)
+        image.set_matrix(pdfium.PdfMatrix().scale(width, height))
+        target.insert_obj(image)
+        target.gen_content()
+    buffer = io.BytesIO()
+    out.save(buffer)
+    return buffer.getvalue()

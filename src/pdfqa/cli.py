@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pdfqa.queue import QUEUE_KINDS
 
     worker_cmd = commands.add_parser(
-        "worker", help="run a supervised arq worker (exits 1 when Redis stays unreachable)"
+        "worker", help="run supervised arq workers (exit 1 when Redis stays unreachable)"
     )
     worker_cmd.add_argument(
         "--queue",

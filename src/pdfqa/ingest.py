@@ -34,6 +34,10 @@ from pdfqa.tracing import tracer
 
 __all__ = [
     "NO_TEXT",
+    "NO_TEXT_AFTER_OCR",
+    "NO_TEXT_BLANK",
+    "OCR_CHUNK_BASE",
+    "index_page",
     "Checkpoint",
     "PipelineResult",
     "Progress",
@@ -48,8 +52,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NO_TEXT = (
-    "No extractable text was found: the PDF seems to hold only images (scanned pages need OCR, "
-    "which pdfqa does not do yet)."
+    "No extractable text was found: the PDF seems to hold only images, and OCR is turned off "
+    "on this server."
+)
+NO_TEXT_BLANK = "No text was found: the PDF's pages are blank (nothing on them for OCR to read)."
+NO_TEXT_AFTER_OCR = (
+    "No text was found, even with OCR: the pages hold no legible text (blank, too faint or "
+    "too small to read, or in a script the OCR model does not read)."
 )
 
 
@@ -79,10 +88,14 @@ class Checkpoint(msgspec.Struct, frozen=True):
     chunks: int
     chunker: ChunkerState
     pending: list[Chunk]
+    ocr_pages: list[int] = []
+    """Pages before ``pages_done`` that need OCR (handed to the OCR job at the end)."""
 
 
 class Progress(msgspec.Struct, frozen=True):
-    """How far the pipeline is; ``checkpoint`` is None before the first page is safe."""
+    """How far the pipeline is; ``checkpoint`` is None before the first page is safe.
+
+    ``pages_done`` leaves out the pages waiting for OCR: they are done when OCR has read them."""
 
     pages_done: int
     pages_total: int
@@ -100,6 +113,8 @@ class PipelineResult(msgspec.Struct, frozen=True):
     pages_skipped: int
     chunks: int
     times: StageTimes
+    ocr_pages: list[int] = []
+    """Pages that need OCR: their text layer was not indexed."""
 
 
 @dataclass
@@ -116,6 +131,7 @@ class _Tracker:
     pages_done: int = 0
     chunks: int = 0
     skipped: int = 0
+    ocr_pages: list[int] = field(default_factory=list)
     safe: Checkpoint | None = None
     done: set[int] = field(default_factory=set)
     next_seq: int = 0
@@ -174,12 +190,16 @@ async def ingest_pages(
         raise unwrap(group) from None
     if pipeline.stopped:
         raise Stopped(str(upload_id))
-    if pipeline.tracker.chunks == 0:
-        raise IngestError(NO_TEXT)
-    pipeline.times.total = time.perf_counter() - started
     t = pipeline.tracker
+    if t.chunks == 0 and not t.ocr_pages:
+        raise IngestError(NO_TEXT if not res.settings.ocr else NO_TEXT_BLANK)
+    pipeline.times.total = time.perf_counter() - started
     return PipelineResult(
-        pages_total=t.pages_total, pages_skipped=t.skipped, chunks=t.chunks, times=pipeline.times
+        pages_total=t.pages_total,
+        pages_skipped=t.skipped,
+        chunks=t.chunks,
+        times=pipeline.times,
+        ocr_pages=list(t.ocr_pages),
     )
 
 
@@ -250,6 +270,7 @@ class _Pipeline:
                 resume.pages_skipped,
                 resume,
             )
+            t.ocr_pages = list(resume.ocr_pages)
         self.to_embed: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=self.embedders * 2)
         self.to_store: asyncio.Queue[tuple[_Batch, list[ChunkPoint]] | None] = asyncio.Queue(
             maxsize=2
@@ -328,9 +349,13 @@ class _Pipeline:
                 log.warning(
                     "upload %s: page %d skipped: %s", self.upload_id, page.number, page.error
                 )
+            text = page.text
+            if page.needs_ocr:
+                self.tracker.ocr_pages.append(page.number)
+                text = ""  # OCR reads the whole page; its text layer is missing or garbage
             t0 = time.perf_counter()
             with tracer.start_as_current_span("chunk page", attributes={"page": page.number}):
-                cut_now = await asyncio.to_thread(self.chunker.add_page, page.number, page.text)
+                cut_now = await asyncio.to_thread(self.chunker.add_page, page.number, text)
             self.times.chunk += time.perf_counter() - t0
             self.pending += cut_now
             self.emitted += len(cut_now)
@@ -345,6 +370,7 @@ class _Pipeline:
                     chunks=self.emitted - len(self.pending),
                     chunker=self.chunker.snapshot(),
                     pending=list(self.pending),
+                    ocr_pages=list(self.tracker.ocr_pages),
                 ),
             )
         if not self.stopped:
@@ -421,16 +447,62 @@ class _Reporter:
     async def report(self, *, force: bool = False) -> None:
         t = self._tracker
         now = time.monotonic()
+        waiting = len(t.safe.ocr_pages) if t.safe is not None else 0
         state = (t.pages_done, t.chunks, t.skipped)
         if state == self._sent or (not force and now - self._last < PROGRESS_EVERY_S):
             return
         self._last, self._sent = now, state
         await self._report(
             Progress(
-                pages_done=t.pages_done,
+                pages_done=t.pages_done - waiting,
                 pages_total=t.pages_total,
                 pages_skipped=t.skipped,
                 chunks=t.chunks,
                 checkpoint=t.safe,
             )
         )
+
+
+OCR_CHUNK_BASE = 1 << 40
+"""OCR'd pages' chunks are numbered from here (``+ page * 2**16 + i``), apart from the text
+pass's, so re-reading a page overwrites exactly its own points."""
+_OCR_CHUNKS_PER_PAGE = 1 << 16
+
+
+async def index_page(res: Resources, *, upload_id: UUID, user_id: UUID, page: PageText) -> int:
+    """Chunk, embed and store one page on its own (an OCR'd page); the chunks stored."""
+    settings, embedder = res.settings, res.embedder
+    chunker = Chunker(
+        res.count_tokens,
+        target_tokens=min(settings.chunk_tokens, embedder.max_tokens - 2),
+        overlap_tokens=settings.chunk_overlap_tokens,
+        max_tokens=embedder.max_tokens - 2,
+    )
+
+    def cut() -> list[Chunk]:
+        return [*chunker.add_page(page.number, page.text), *chunker.finish()]
+
+    chunks = (await asyncio.to_thread(cut))[:_OCR_CHUNKS_PER_PAGE]
+    base = OCR_CHUNK_BASE + page.number * _OCR_CHUNKS_PER_PAGE
+    for start in range(0, len(chunks), settings.embed_batch_size):
+        batch = chunks[start : start + settings.embed_batch_size]
+        texts = [c.text for c in batch]
+        dense = await embedder.embed_documents(texts)
+        sparse = await asyncio.to_thread(_sparse_all, texts)
+        await res.vectors.upsert(
+            [
+                ChunkPoint(
+                    upload_id=str(upload_id),
+                    user_id=str(user_id),
+                    chunk_index=base + start + i,
+                    pages=[page.number],
+                    text=chunk.text,
+                    dense=vector,
+                    sparse=sparse_vector,
+                )
+                for i, (chunk, vector, sparse_vector) in enumerate(
+                    zip(batch, dense, sparse, strict=True)
+                )
+            ]
+        )
+    return len(chunks)

@@ -2,7 +2,17 @@
 
     queued ──(a worker starts the job)──> processing ──> ready
        │                                      │    └───> failed (with a reason a person can act on)
-       └──────── deleted at any point: the row, the file, the vectors, the job, open streams
+       │                                      └──(pages need OCR)──> processing, on the OCR queue
+       │                                                               ├──> ready
+       │                                                               └──> failed
+       └──────── deleted at any point: the row, the file, the vectors, the jobs, open streams
+
+**OCR.** The ingestion indexes the pages with a usable text layer and hands the others to the
+OCR job (:func:`ocr_upload`, on the ``ocr`` queue) through ``ocr_handoffs`` rows, written in the
+same transaction that ends the ingestion's part; the OCR job marks each page done (or skipped)
+in the transaction that counts it in the upload's progress, so a worker that dies loses at most
+the page it was reading. An upload with handoffs is the OCR job's: the reconciler checks that
+job instead of the ingestion's.
 
 PostgreSQL is the truth. The queue only carries work: :func:`reconcile` (run by every worker at
 start and every ``reconcile_interval_s``) finds uploads that are ``queued`` or ``processing``
@@ -24,14 +34,25 @@ from arq.jobs import Job
 
 from pdfqa import metrics, progress, queue, retrieval
 from pdfqa.errors import NotFound, UpstreamUnavailable
-from pdfqa.extract import ExtractLimits, open_pdf
-from pdfqa.ingest import Checkpoint, Progress, StageTimes, Stopped, fingerprint, ingest_pages
+from pdfqa.extract import ExtractLimits, PageText, open_pdf
+from pdfqa.ingest import (
+    NO_TEXT_AFTER_OCR,
+    Checkpoint,
+    PipelineResult,
+    Progress,
+    StageTimes,
+    Stopped,
+    fingerprint,
+    index_page,
+    ingest_pages,
+)
 from pdfqa.resources import Resources
-from pdfqa.store import upload_jobs, uploads
+from pdfqa.store import ocr, upload_jobs, uploads
 from pdfqa.store.uploads import Upload
 
 __all__ = [
     "INGEST",
+    "OCR",
     "IngestResult",
     "MISSING_FILE",
     "PURGE",
@@ -41,9 +62,11 @@ __all__ = [
     "create",
     "delete",
     "enqueue_ingest",
+    "enqueue_ocr",
     "fail",
     "ingest_upload",
     "purge",
+    "ocr_upload",
     "reconcile",
     "remove_vectors",
 ]
@@ -56,6 +79,9 @@ PURGE = "purge_upload"
 """The name of the job that deletes a deleted upload's file and vectors (queue ``default``)."""
 RECONCILE = "reconcile"
 """The name of the reconciler's job (queue ``default``)."""
+OCR = "ocr"
+"""The name of the OCR job function (on the ``ocr`` queue)."""
+OCR_OFF = "OCR is turned off on this server."
 RECONCILE_IDLE_S = 10.0
 """An unfinished upload untouched for this long is checked for a live job."""
 RECONCILE_LOCK = 0x7064_6671_62
@@ -81,6 +107,8 @@ class IngestResult(msgspec.Struct, frozen=True):
     error: str | None = None
     times: StageTimes | None = None
     resumed_from_page: int = 0
+    pages_ocr: int = 0
+    """Pages handed to OCR (the ingestion's result) or read by it (the OCR job's)."""
 
 
 class ReconcileReport(msgspec.Struct, frozen=True):
@@ -99,6 +127,18 @@ async def enqueue_ingest(res: Resources, upload_id: UUID) -> None:
         res.queues.name("ingest"),
         INGEST,
         res.queues.job_id(INGEST, upload_id),
+        str(upload_id),
+        str(res.queues.deployment),
+    )
+
+
+async def enqueue_ocr(res: Resources, upload_id: UUID) -> None:
+    """Queue an upload's OCR job on the ``ocr`` queue (a no-op if it is there)."""
+    await queue.enqueue(
+        res.redis,
+        res.queues.name("ocr"),
+        OCR,
+        res.queues.job_id(OCR, upload_id),
         str(upload_id),
         str(res.queues.deployment),
     )
@@ -146,6 +186,10 @@ async def delete(res: Resources, user_id: UUID, upload_id: UUID) -> None:
             await Job(upload.job_id, res.redis, _queue_name=res.queues.name("ingest")).abort(
                 timeout=0
             )
+        with contextlib.suppress(Exception):
+            await Job(
+                res.queues.job_id(OCR, upload_id), res.redis, _queue_name=res.queues.name("ocr")
+            ).abort(timeout=0)
     with contextlib.suppress(Exception):  # a courtesy: streams also end on their next read
         await progress.publish(res.redis, upload_id, progress.Deleted())
     with contextlib.suppress(Exception):  # the purge job invalidates again
@@ -234,7 +278,14 @@ async def ingest_upload(
         if current.status not in ("queued", "processing"):
             # Finished already (a duplicate delivery): nothing to do.
             return IngestResult(upload_id=str(upload_id), status=current.status)
-        record = await upload_jobs.begin_attempt(conn, upload_id)
+        handed = upload_id in await ocr.handed_off(conn, [upload_id])
+        if not handed:
+            record = await upload_jobs.begin_attempt(conn, upload_id)
+    if handed:
+        # The text pass is over and the OCR job owns the upload (this is a duplicate delivery,
+        # or the hand-off's enqueueing failed): make sure that job exists.
+        await enqueue_ocr(res, upload_id)
+        return IngestResult(upload_id=str(upload_id), status="processing")
     if record.attempts > res.settings.ingest_max_attempts:
         return await fail(res, upload_id, interrupted_reason(record.attempts - 1))
     resume = _usable_checkpoint(res, record.checkpoint)
@@ -242,7 +293,7 @@ async def ingest_upload(
         upload = await uploads.start_processing(
             conn,
             upload_id,
-            pages_done=resume.pages_done if resume else 0,
+            pages_done=resume.pages_done - len(resume.ocr_pages) if resume else 0,
             pages_skipped=resume.pages_skipped if resume else 0,
             chunks=resume.chunks if resume else 0,
         )
@@ -280,6 +331,8 @@ async def ingest_upload(
         async with res.db.acquire() as conn:
             await upload_jobs.release_attempt(conn, upload_id)
         raise
+    if result.ocr_pages:
+        return await _hand_off(res, upload_id, result)
     async with res.db.acquire() as conn, conn.transaction():
         done = await uploads.mark_ready(
             conn,
@@ -312,6 +365,174 @@ async def ingest_upload(
         times=result.times,
         resumed_from_page=resume.pages_done if resume else 0,
     )
+
+
+async def _hand_off(res: Resources, upload_id: UUID, result: PipelineResult) -> IngestResult:
+    """The text pass is over: record the pages that need OCR and queue the OCR job."""
+    pages = result.ocr_pages
+    async with res.db.acquire() as conn, conn.transaction():
+        alive = await uploads.set_progress(
+            conn,
+            upload_id,
+            pages_total=result.pages_total,
+            pages_done=result.pages_total - len(pages),
+            pages_skipped=result.pages_skipped,
+            chunks=result.chunks,
+        )
+        if alive:
+            await ocr.hand_off(conn, upload_id, pages)
+            await upload_jobs.save_checkpoint(conn, upload_id, None)
+    if not alive:
+        await remove_vectors(res, upload_id)
+        raise UploadGone(str(upload_id))
+    log.info("upload %s: %d page(s) handed to OCR", upload_id, len(pages))
+    await enqueue_ocr(res, upload_id)
+    return IngestResult(
+        upload_id=str(upload_id),
+        status="processing",
+        pages_total=result.pages_total,
+        pages_skipped=result.pages_skipped,
+        chunks=result.chunks,
+        times=result.times,
+        pages_ocr=len(pages),
+    )
+
+
+# --- OCR ---------------------------------------------------------------------------------------
+
+
+async def ocr_upload(
+    res: Resources, upload_id: UUID, *, stop: asyncio.Event | None = None
+) -> IngestResult:
+    """Read an upload's handed-off pages with OCR, index them, and finish the upload.
+
+    Each page is recorded as it is stored (``pages_done`` moves); a page OCR cannot read is
+    counted in ``pages_skipped``. A resumed job reads only the pages still pending. Raises like
+    :func:`ingest_upload` (``UploadGone``, ``Stopped``, infrastructure errors to retry).
+    """
+    async with res.db.acquire() as conn, conn.transaction():
+        current = await uploads.get(conn, upload_id)
+        if current is None:
+            raise UploadGone(str(upload_id))
+        if current.status != "processing":
+            return IngestResult(upload_id=str(upload_id), status=current.status)
+        attempts = await ocr.begin_attempt(conn, upload_id)
+        pending = await ocr.pending_pages(conn, upload_id)
+    if attempts > res.settings.ingest_max_attempts:
+        return await fail(res, upload_id, interrupted_reason(attempts - 1))
+    try:
+        if pending and not res.settings.ocr:
+            for number in pending:
+                await _store_ocr_page(res, current.user_id, upload_id, _skipped(number, OCR_OFF))
+        elif pending:
+            limits = ExtractLimits.for_ocr(res.settings, len(pending))
+            async with (
+                res.files.local_copy(str(upload_id)) as path,
+                open_pdf(path, limits) as doc,
+            ):
+                async for page in doc.some_pages(pending):
+                    await _store_ocr_page(res, current.user_id, upload_id, page)
+                    if stop is not None and stop.is_set():
+                        raise Stopped(str(upload_id))
+    except UploadGone:
+        await remove_vectors(res, upload_id)
+        raise
+    except Stopped:
+        async with res.db.acquire() as conn:
+            await ocr.release_attempt(conn, upload_id)
+        raise
+    return await _finish_ocr(res, upload_id)
+
+
+def _skipped(number: int, reason: str) -> PageText:
+    return PageText(number=number, text="", method="ocr", error=reason)
+
+
+async def _store_ocr_page(res: Resources, user_id: UUID, upload_id: UUID, page: PageText) -> None:
+    """Index one OCR'd page, then record it (and its lines) with the upload's progress."""
+    chunks = 0
+    if page.error is None and page.text:
+        chunks = await index_page(res, upload_id=upload_id, user_id=user_id, page=page)
+    else:
+        log.warning("upload %s: OCR of page %d skipped: %s", upload_id, page.number, page.error)
+    read = page.error is None
+    async with res.db.acquire() as conn, conn.transaction():
+        first = await ocr.finish_page(
+            conn,
+            upload_id,
+            page.number,
+            status="done" if read else "skipped",
+            chunks=chunks,
+            error=page.error,
+            found=page.lines,
+        )
+        row = None
+        if first:
+            row = await uploads.add_ocr_page(
+                conn, upload_id, read=read, chunks=chunks, skipped=not read
+            )
+    if first and row is None:
+        raise UploadGone(str(upload_id))
+    if row is not None:
+        event = progress.Progress(
+            pages_done=row.pages_done, pages_total=row.pages_total or 0, chunks=row.chunks
+        )
+        with contextlib.suppress(Exception):  # progress is best effort; the row is the truth
+            await progress.publish(res.redis, upload_id, event)
+
+
+async def _finish_ocr(res: Resources, upload_id: UUID) -> IngestResult:
+    done: Upload | None = None
+    async with res.db.acquire() as conn, conn.transaction():
+        state = await ocr.state(conn, upload_id)
+        current = await uploads.get(conn, upload_id)
+        if current is None:
+            raise UploadGone(str(upload_id))
+        if state.pending or current.status != "processing":
+            # Another delivery of this job is reading the rest (or finished it): not ours.
+            return IngestResult(upload_id=str(upload_id), status=current.status)
+        if current.chunks > 0:
+            done = await uploads.mark_ready(
+                conn,
+                upload_id,
+                pages_total=current.pages_total or 0,
+                pages_skipped=current.pages_skipped,
+                chunks=current.chunks,
+                pages_ocr=current.pages_ocr,
+            )
+            await upload_jobs.save_checkpoint(conn, upload_id, None)
+    if current.chunks == 0:
+        reason = NO_TEXT_AFTER_OCR
+        if state.done == 0 and state.first_error:
+            reason = f"OCR could not read any page ({_lower(state.first_error)})."
+        return await fail(res, upload_id, reason)
+    if done is None:
+        await remove_vectors(res, upload_id)
+        raise UploadGone(str(upload_id))
+    with contextlib.suppress(Exception):
+        await progress.publish(
+            res.redis,
+            upload_id,
+            progress.Ready(
+                pages_total=done.pages_total or 0,
+                chunks=done.chunks,
+                pages_skipped=done.pages_skipped,
+                pages_ocr=done.pages_ocr,
+            ),
+        )
+    return IngestResult(
+        upload_id=str(upload_id),
+        status="ready",
+        pages_total=done.pages_total or 0,
+        pages_skipped=done.pages_skipped,
+        chunks=done.chunks,
+        pages_ocr=done.pages_ocr,
+    )
+
+
+def _lower(reason: str) -> str:
+    reason = reason.rstrip(".")
+    return reason[:1].lower() + reason[1:]
 
 
 def _usable_checkpoint(res: Resources, data: bytes | None) -> Checkpoint | None:
@@ -368,11 +589,15 @@ async def reconcile(res: Resources, *, idle_s: float = RECONCILE_IDLE_S) -> Reco
 async def _reconcile(res: Resources, idle_s: float) -> ReconcileReport:
     async with res.db.acquire() as conn:
         candidates = await uploads.unfinished(conn, idle_s)
-    ingest_queue = res.queues.name("ingest")
+        in_ocr = await ocr.handed_off(conn, [upload.id for upload, _ in candidates])
     requeued = failed = 0
-    for upload, attempts in candidates:
-        job_id = res.queues.job_id(INGEST, upload.id)
-        state = await queue.liveness(res.redis, ingest_queue, job_id)
+    for upload, ingest_attempts in candidates:
+        # An upload handed to OCR is the OCR job's (and counts that job's attempts).
+        function = OCR if upload.id in in_ocr else INGEST
+        attempts = in_ocr.get(upload.id, ingest_attempts)
+        job_queue = res.queues.name("ocr" if function == OCR else "ingest")
+        job_id = res.queues.job_id(function, upload.id)
+        state = await queue.liveness(res.redis, job_queue, job_id)
         if state in ("running", "queued"):
             continue
         if attempts >= res.settings.ingest_max_attempts:
@@ -386,10 +611,14 @@ async def _reconcile(res: Resources, idle_s: float) -> ReconcileReport:
             failed += 1
             continue
         log.warning(
-            "upload %s: %s without a live job (%s): queued again", upload.id, upload.status, state
+            "upload %s: %s without a live %s job (%s): queued again",
+            upload.id,
+            upload.status,
+            function,
+            state,
         )
-        await queue.clear_job(res.redis, ingest_queue, job_id)
-        await enqueue_ingest(res, upload.id)
+        await queue.clear_job(res.redis, job_queue, job_id)
+        await (enqueue_ocr if function == OCR else enqueue_ingest)(res, upload.id)
         async with res.db.acquire() as conn:
             await uploads.touch(conn, upload.id)
         requeued += 1

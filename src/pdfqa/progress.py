@@ -49,6 +49,7 @@ class Ready(msgspec.Struct, tag="ready", frozen=True):
     pages_total: int
     chunks: int
     pages_skipped: int = 0
+    pages_ocr: int = 0
 
 
 class Failed(msgspec.Struct, tag="failed", frozen=True):
@@ -86,6 +87,7 @@ def event_for(upload: Upload) -> UploadEvent:
             pages_total=upload.pages_total or 0,
             chunks=upload.chunks,
             pages_skipped=upload.pages_skipped,
+            pages_ocr=upload.pages_ocr,
         )
     if upload.status == "failed":
         return Failed(reason=upload.error or "Ingestion failed.")

@@ -7,9 +7,10 @@ module; nothing above it builds an arq key or a job id by hand.
 deployment's id (a UUID kept in the deployment's own database, see ``store.deployment``), so
 neither takes the other's work: ``<prefix>:<deployment>:<kind>`` and
 ``<deployment>:<function>:<upload id>``. A queue name is a function of (deployment, kind):
-``ingest`` carries the long ingestion jobs, ``default`` the short ones (an upload's clean-up after
-a delete, the reconciler), so a burst of 1,000-page PDFs never delays them. Adding a kind is one
-word in :data:`QueueKind`.
+``ingest`` carries the long ingestion jobs, ``ocr`` the OCR of scanned pages (slow: a scan never
+delays the text PDFs behind it), ``default`` the short ones (an upload's clean-up after a delete,
+the reconciler), so a burst of 1,000-page PDFs never delays them. Adding a kind is one word in
+:data:`QueueKind`.
 
 **Leases.** arq marks a running job with an in-progress key that lives as long as the job
 timeout (an hour), so a dead worker's job would wait that long. A running job renews that key
@@ -42,8 +43,8 @@ from pdfqa import tracing
 
 __all__ = [
     "LEASE_S",
-    "JobLiveness",
     "QUEUE_KINDS",
+    "JobLiveness",
     "QueueKind",
     "Queues",
     "clear_job",
@@ -56,8 +57,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-QueueKind = Literal["ingest", "default"]
-"""The kinds of queue a deployment has: long ingestion jobs, and short ones."""
+QueueKind = Literal["ingest", "default", "ocr"]
+"""The kinds of queue a deployment has: long ingestion jobs, short ones, and OCR."""
 QUEUE_KINDS: tuple[QueueKind, ...] = get_args(QueueKind)
 """Every kind, in the order ``pdfqa serve``'s embedded worker starts them."""
 JobLiveness = Literal["running", "queued", "finished", "missing"]

@@ -124,6 +124,37 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Address-space limit of each extraction child process."""
     extract_cpu_s: int = 1800
     """CPU-seconds limit of each extraction child process (the whole document)."""
+    ocr: bool = True
+    """Read scanned and image-only pages with OCR (rapidocr, offline), on the ``ocr`` queue."""
+    ocr_min_chars_per_sq_in: float = 0.25
+    """A page holding an image and fewer characters than this per square inch (counted up to a
+    Letter page: 23) goes to OCR; pages without text or with garbage text always do."""
+    ocr_scale: float = 2.0
+    """Resolution OCR renders pages at, as a scale of 72 dpi (2: 144 dpi; at most 2000 px)."""
+    ocr_language: str = "en"
+    """OCR language: any the bundled PP-OCRv6 model reads (see the README) works offline."""
+    ocr_version: str = "PP-OCRv6"
+    """PP-OCR generation of the OCR models (``PP-OCRv5`` for rapidocr's per-language ones)."""
+    ocr_det_model: Path | None = None
+    """Another text detection model (ONNX file); unset: the bundled one."""
+    ocr_rec_model: Path | None = None
+    """A recognition model (ONNX file) for a language the bundled one does not read."""
+    ocr_rec_keys: Path | None = None
+    """The dictionary file of ``ocr_rec_model``, if it does not carry its own."""
+    ocr_page_timeout_s: float = 180.0
+    """Wall-clock limit for OCR of one page before its child process is killed."""
+    ocr_page_cpu_s: int = 120
+    """CPU-seconds limit for OCR of one page."""
+    ocr_memory_mb: int = 3072
+    """Address-space limit of each OCR child process (onnxruntime and the models need ~1 GB)."""
+    ocr_nice: int = 10
+    """Nice value added to OCR child processes, so text PDFs keep the CPU during a scan."""
+    ocr_threads: int = 0
+    """onnxruntime threads per OCR child; 0: one per CPU core."""
+    ocr_concurrency: int = 1
+    """OCR jobs one worker runs at once."""
+    ocr_job_timeout_s: int = 24 * 3600
+    """Hard limit for one upload's OCR job (a 5,000-page scan takes hours)."""
     worker_concurrency: int = 2
     """Jobs one worker runs at once (arq ``max_jobs``)."""
     job_timeout_s: int = 3600

@@ -19,15 +19,18 @@ from arq.jobs import Job, JobStatus
 
 from pdfqa import lifecycle, quotas
 from pdfqa.errors import NotAPdf, NotFound, TooLarge
+from pdfqa.extract.pages import OcrLine
 from pdfqa.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
 from pdfqa.pdf_header import HEADER_WINDOW, NOT_A_PDF, pdf_header_offset
 from pdfqa.queue import deserialize
 from pdfqa.resources import Resources
 from pdfqa.sanitize import display_name, has_control
-from pdfqa.store import uploads
+from pdfqa.store import ocr, uploads
 from pdfqa.store.uploads import Upload
 
 __all__ = [
+    "PageOcr",
+    "page_ocr",
     "JobState",
     "UploadPage",
     "accept_upload",
@@ -126,6 +129,26 @@ async def get_upload(res: Resources, user_id: UUID, upload_id: UUID) -> Upload:
     if upload is None:
         raise NotFound("No such upload.")
     return upload
+
+
+class PageOcr(msgspec.Struct, frozen=True):
+    """What OCR recognised on one page: its lines in reading order, each with a box as fractions
+    of the page's width and height from its top-left corner (empty: the page was not OCR'd)."""
+
+    page: int
+    lines: list[OcrLine]
+
+
+async def page_ocr(res: Resources, user_id: UUID, upload_id: UUID, page: int) -> PageOcr:
+    """The OCR lines of one page of the user's upload; NotFound for a page it does not have."""
+    async with res.db.acquire() as conn:
+        upload = await uploads.get(conn, upload_id, user_id)
+        if upload is None:
+            raise NotFound("No such upload.")
+        if not 1 <= page <= (upload.pages_total or 0):
+            raise NotFound("The upload has no such page.")
+        found = await ocr.lines(conn, upload_id, page)
+    return PageOcr(page=page, lines=found)
 
 
 class UploadPage(msgspec.Struct, frozen=True):

@@ -25,7 +25,8 @@ def test_errors_reconnects_and_extractive_answers(
     register(page, new_email("grace"))
     expect(page.get_by_text("PDF files up to 1.0 MB each.")).to_be_visible()
 
-    # Several files at once: not a PDF, over the limit, and scanned images (no text to read).
+    # Several files at once: not a PDF, over the limit, and a scanned letter (read by OCR, on
+    # the OCR queue: slow on a busy machine, hence the long wait on its status).
     page.locator("#file-input").set_input_files(
         [
             corpus / "bad" / "not_a_pdf.pdf",
@@ -40,8 +41,8 @@ def test_errors_reconnects_and_extractive_answers(
     expect(too_large).to_have_attribute("data-status", "rejected")
     expect(too_large.get_by_role("alert")).to_contain_text("too large")
     scanned = page.locator("li.upload", has_text="file_scanned.pdf")
-    expect(scanned).to_have_attribute("data-status", "failed", timeout=60_000)
-    expect(scanned.get_by_role("alert")).to_contain_text("No extractable text")
+    expect(scanned).to_have_attribute("data-status", "ready", timeout=300_000)
+    expect(scanned).to_contain_text("1 page read by OCR")
     screenshot(page, "library-errors")
     not_pdf.get_by_role("button", name="Dismiss not_a_pdf.pdf").click()
     expect(not_pdf).to_have_count(0)

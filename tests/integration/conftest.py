@@ -84,12 +84,16 @@ async def upload(
     return body
 
 
-async def run_jobs(resources: Resources, kinds: tuple[QueueKind, ...] = ("ingest",)) -> int:
-    """Run queues dry with a real arq worker each, in burst mode; returns jobs completed.
+INGESTION_KINDS: tuple[QueueKind, ...] = ("ingest", "ocr")
 
-    ``ingest`` unless told; ``("default",)`` runs the short jobs (a delete's clean-up)."""
+
+async def run_jobs(resources: Resources, *kinds: QueueKind) -> int:
+    """Run queues dry with real arq workers in burst mode; returns the jobs completed.
+
+    Ingestion first (it hands scanned pages to OCR), then OCR, unless told which kinds;
+    ``"default"`` runs the short jobs (a delete's clean-up)."""
     done = 0
-    for kind in kinds:
+    for kind in kinds or INGESTION_KINDS:
         worker = embedded_worker(resources, kind, burst=True, poll_delay=0.05)
         await worker.main()
         done += int(worker.jobs_complete)

@@ -26,7 +26,7 @@ async def read_all(path: Path, limits: ExtractLimits = LIMITS) -> list[PageText]
 def test_limits_from_settings() -> None:
     settings = Settings(extract_memory_mb=700, extract_cpu_s=60, page_timeout_s=2.5, max_pages=9)
     assert ExtractLimits.from_settings(settings) == ExtractLimits(
-        memory_mb=700, cpu_s=60, page_timeout_s=2.5, max_pages=9
+        memory_mb=700, cpu_s=60, page_timeout_s=2.5, max_pages=9, ocr_threshold=0.25
     )
 
 

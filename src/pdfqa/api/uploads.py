@@ -69,6 +69,14 @@ class UploadsController(Controller):
         """One upload with its ingestion status and progress."""
         return await service.get_upload(resources, user.id, upload_id)
 
+    @get("/{upload_id:uuid}/pages/{page:int}/ocr")
+    async def page_ocr(
+        self, upload_id: FromPath[UUID], page: FromPath[int], resources: Deps, user: CurrentUser
+    ) -> service.PageOcr:
+        """The lines OCR recognised on one page, with boxes as fractions of the page (0-1, from
+        its top-left corner), for highlighting; no lines when the page was not OCR'd."""
+        return await service.page_ocr(resources, user.id, upload_id, page)
+
     @get("/{upload_id:uuid}/file", media_type="application/pdf")
     async def file(self, upload_id: FromPath[UUID], resources: Deps, user: CurrentUser) -> Stream:
         """The PDF itself."""

@@ -1,6 +1,7 @@
-"""The ingestion job: a thin wrapper over :func:`pdfqa.lifecycle.ingest_upload`.
+"""The ingestion and OCR jobs: thin wrappers over :func:`pdfqa.lifecycle.ingest_upload` and
+:func:`pdfqa.lifecycle.ocr_upload`.
 
-It holds the job's lease while it runs, retries what is transient (arq re-runs the job, which
+Each holds the job's lease while it runs, retries what is transient (arq re-runs the job, which
 resumes from its checkpoint) and turns everything else into a failed upload with a reason a
 person can act on. Details go to the log, never into the reason.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +25,7 @@ from pdfqa.ingest import Stopped
 from pdfqa.lifecycle import IngestResult, UploadGone
 from pdfqa.resources import Resources
 
-__all__ = ["TRANSIENT", "ingest", "reason_for"]
+__all__ = ["TRANSIENT", "ingest", "ocr", "reason_for"]
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,28 @@ def reason_for(exc: BaseException, attempts: int) -> str:
     return INTERNAL
 
 
+Work = Callable[..., Awaitable[IngestResult]]
+
+
 async def ingest(ctx: dict[str, Any], upload_id: str, deployment: str | None = None) -> Any:
     """arq job: ingest one upload; returns an :class:`IngestResult` as a dict."""
+    res: Resources = ctx["resources"]
+    return await _run(
+        ctx, upload_id, deployment, lifecycle.ingest_upload, res.settings.job_timeout_s
+    )
+
+
+async def ocr(ctx: dict[str, Any], upload_id: str, deployment: str | None = None) -> Any:
+    """arq job (``ocr`` queue): OCR an upload's handed-off pages; an :class:`IngestResult`."""
+    res: Resources = ctx["resources"]
+    return await _run(
+        ctx, upload_id, deployment, lifecycle.ocr_upload, res.settings.ocr_job_timeout_s
+    )
+
+
+async def _run(
+    ctx: dict[str, Any], upload_id: str, deployment: str | None, work: Work, timeout_s: int
+) -> Any:
     res: Resources = ctx["resources"]
     if deployment is not None and deployment != str(res.queues.deployment):
         # Another deployment's job on our queue (a misconfiguration): touch nothing. That
@@ -69,10 +91,10 @@ async def ingest(ctx: dict[str, Any], upload_id: str, deployment: str | None = N
         return {"upload_id": upload_id, "status": "foreign"}
     uid = UUID(upload_id)
     stop: asyncio.Event | None = ctx.get("stop")
-    deadline = asyncio.timeout(res.settings.job_timeout_s)
+    deadline = asyncio.timeout(timeout_s)
     try:
         async with queue.hold_lease(res.redis, ctx["job_id"]), deadline:
-            result = await lifecycle.ingest_upload(res, uid, stop=stop)
+            result = await work(res, uid, stop=stop)
     except UploadGone:
         result = IngestResult(upload_id=upload_id, status="deleted")
     except Stopped:
@@ -81,9 +103,7 @@ async def ingest(ctx: dict[str, Any], upload_id: str, deployment: str | None = N
     except TimeoutError as exc:
         if not deadline.expired():
             return await _transient(ctx, res, uid, exc)
-        result = await lifecycle.fail(
-            res, uid, f"Ingestion took longer than {res.settings.job_timeout_s} s."
-        )
+        result = await lifecycle.fail(res, uid, f"Ingestion took longer than {timeout_s} s.")
     except TRANSIENT as exc:
         return await _transient(ctx, res, uid, exc)
     except FileNotFoundError as exc:

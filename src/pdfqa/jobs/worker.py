@@ -1,12 +1,12 @@
-"""The arq worker's composition root, its supervisor and the separate ``pdfqa worker`` process.
+"""The arq workers' composition root, their supervisor and the separate ``pdfqa worker`` process.
 
 :func:`worker_settings` is everything arq's ``Worker`` needs for one queue (``ingest``: the
-ingestion job; ``default``: the short jobs); :class:`Supervisor` runs one worker per queue it
-serves over a process's open resources (the API's, in the embedded mode, which serves every
-queue; its own, in ``pdfqa worker [--queue NAME ...]``):
+ingestion job; ``ocr``: the OCR of scanned pages; ``default``: the short jobs); :class:`Supervisor`
+runs one worker per queue it serves over a process's open resources (the API's, in the embedded
+mode, which serves every queue; its own, in ``pdfqa worker [--queue NAME ...]``):
 
-- it restarts the worker with backoff when Redis fails under it, and reports whether it is
-  alive (``/ready``); a separate worker that cannot reach Redis for ``worker_give_up_s`` stops
+- it restarts each worker with backoff when Redis fails under it, and reports whether they
+  are alive (``/ready``); a separate worker that cannot reach Redis for ``worker_give_up_s`` stops
   with :class:`WorkerGaveUp` (``pdfqa worker`` then exits with status 1, for its supervisor);
 - serving ``default``, it queues the reconciler's job (``lifecycle.reconcile``) at start and
   every ``reconcile_interval_s`` (one per interval for the whole deployment);
@@ -15,8 +15,8 @@ queue; its own, in ``pdfqa worker [--queue NAME ...]``):
   boundary and record their progress (arq queues them again), and whatever is still running
   after ``shutdown_timeout_s`` is cancelled (arq runs it again too).
 
-:data:`WorkerSettings` (the ``ingest`` queue) and :data:`DefaultWorkerSettings` serve the same
-queues under arq's own command, ``arq pdfqa.jobs.worker.WorkerSettings``: arq's signal handling
+:data:`WorkerSettings` (the ``ingest`` queue), :data:`DefaultWorkerSettings` and
+:data:`OcrWorkerSettings` serve the same queues under arq's own command, ``arq pdfqa.jobs.worker.WorkerSettings``: arq's signal handling
 and no supervisor (arq exits on a lost Redis, for its supervisor to restart it), the same jobs,
 leases and reconciler. They are resolved from the ``PDFQA_*`` environment when arq first reads
 them, never at import.
@@ -43,7 +43,7 @@ from arq.worker import Worker, create_worker
 from opentelemetry.trace import SpanKind
 
 from pdfqa import dashboard, lifecycle, metrics, queue, tracing, workers
-from pdfqa.jobs.ingest import ingest
+from pdfqa.jobs.ingest import ingest, ocr
 from pdfqa.jobs.short import purge_upload, reconcile
 from pdfqa.queue import QUEUE_KINDS, QueueKind, Queues, deserialize, serialize
 from pdfqa.resources import Resources, open_resources, redis_settings
@@ -51,6 +51,7 @@ from pdfqa.settings import Settings, load_settings
 
 __all__ = [
     "DefaultWorkerSettings",
+    "OcrWorkerSettings",
     "Supervisor",
     "WorkerGaveUp",
     "WorkerSettings",
@@ -145,15 +146,24 @@ def _enqueued(ctx: dict[str, Any]) -> float | None:
     return at.timestamp() if isinstance(at, datetime) else None
 
 
-def _functions(settings: Settings, kind: QueueKind) -> list[Any]:
+def _job_timeout(settings: Settings, kind: QueueKind) -> float:
+    if kind == "ocr":
+        return settings.ocr_job_timeout_s + 60
     if kind == "ingest":
+        return settings.job_timeout_s + 60
+    return SHORT_JOB_TIMEOUT_S
+
+
+def _functions(settings: Settings, kind: QueueKind) -> list[Any]:
+    if kind in ("ingest", "ocr"):
+        job, name = (ingest, lifecycle.INGEST) if kind == "ingest" else (ocr, lifecycle.OCR)
         # arq's own limit sits above ours: the job fails the upload itself on its last attempt.
         return [
             func(
-                instrumented(ingest, lifecycle.INGEST, kind),
-                name=lifecycle.INGEST,
+                instrumented(job, name, kind),
+                name=name,
                 max_tries=settings.ingest_max_attempts + 1,
-                timeout=settings.job_timeout_s + 60,
+                timeout=_job_timeout(settings, kind),
             )
         ]
     return [
@@ -191,8 +201,10 @@ def _queue_settings(settings: Settings, queues: Queues, kind: QueueKind) -> dict
         # (the dashboard reads pdfqa.workers' heartbeats, not this).
         "health_check_key": f"{queue_name}:health-check:{uuid.uuid4().hex[:8]}",
         "redis_settings": redis_settings(settings),
-        "max_jobs": settings.worker_concurrency if kind == "ingest" else 10,
-        "job_timeout": settings.job_timeout_s + 60,
+        "max_jobs": {"ingest": settings.worker_concurrency, "ocr": settings.ocr_concurrency}.get(
+            kind, 10
+        ),
+        "job_timeout": _job_timeout(settings, kind),
         "keep_result": KEEP_RESULT_S,
         "poll_delay": POLL_DELAY_S,
         "allow_abort_jobs": True,
@@ -244,10 +256,11 @@ class Supervisor:
         return all(self._alive.values())
 
     def liveness(self) -> str:
-        """``ok`` or why the worker is not running (for ``/ready``)."""
+        """``ok`` or why a worker is not running (for ``/ready``)."""
         if self.alive:
             return "ok"
-        return f"error: worker not running ({self.last_error or 'starting'})"
+        down = [k for k, up in self._alive.items() if not up]
+        return f"error: worker not running ({', '.join(down)}: {self.last_error or 'starting'})"
 
     async def run(self) -> None:
         """Run until :meth:`stop`; raises :class:`WorkerGaveUp` when Redis stays away too long."""
@@ -533,3 +546,5 @@ WorkerSettings: dict[str, Any] = _LazyWorkerSettings("ingest")
 """``arq pdfqa.jobs.worker.WorkerSettings``: this deployment's ``ingest`` queue."""
 DefaultWorkerSettings: dict[str, Any] = _LazyWorkerSettings("default")
 """``arq pdfqa.jobs.worker.DefaultWorkerSettings``: this deployment's ``default`` queue."""
+OcrWorkerSettings: dict[str, Any] = _LazyWorkerSettings("ocr")
+"""``arq pdfqa.jobs.worker.OcrWorkerSettings``: this deployment's ``ocr`` queue."""

@@ -13,6 +13,7 @@ __all__ = [
     "JobRow",
     "Upload",
     "UploadStatus",
+    "add_ocr_page",
     "delete",
     "get",
     "get_any",
@@ -47,6 +48,8 @@ class Upload(msgspec.Struct, frozen=True):
     pages_done: int
     pages_skipped: int
     chunks: int
+    pages_ocr: int
+    """Pages read by OCR (scanned or image-only pages, or a text layer of garbage)."""
     error: str | None
     created_at: datetime
     updated_at: datetime
@@ -203,15 +206,39 @@ async def set_progress(
 
 
 async def mark_ready(
-    conn: asyncpg.Connection, upload_id: UUID, *, pages_total: int, pages_skipped: int, chunks: int
+    conn: asyncpg.Connection,
+    upload_id: UUID,
+    *,
+    pages_total: int,
+    pages_skipped: int,
+    chunks: int,
+    pages_ocr: int = 0,
 ) -> Upload | None:
     row = await conn.fetchrow(
         "UPDATE uploads SET status = 'ready', pages_total = $2, pages_done = $2,"
-        " pages_skipped = $3, chunks = $4, error = NULL, finished_at = now(), updated_at = now()"
-        " WHERE id = $1 AND status = 'processing' RETURNING *",
+        " pages_skipped = $3, chunks = $4, pages_ocr = $5, error = NULL, finished_at = now(),"
+        " updated_at = now() WHERE id = $1 AND status = 'processing' RETURNING *",
         upload_id,
         pages_total,
         pages_skipped,
+        chunks,
+        pages_ocr,
+    )
+    return _upload(row)
+
+
+async def add_ocr_page(
+    conn: asyncpg.Connection, upload_id: UUID, *, read: bool, chunks: int, skipped: bool
+) -> Upload | None:
+    """Count one page the OCR job finished (read, or skipped); None when the upload is gone or
+    no longer processing."""
+    row = await conn.fetchrow(
+        "UPDATE uploads SET pages_done = pages_done + 1, pages_ocr = pages_ocr + $2,"
+        " pages_skipped = pages_skipped + $3, chunks = chunks + $4, updated_at = now()"
+        " WHERE id = $1 AND status = 'processing' RETURNING *",
+        upload_id,
+        int(read),
+        int(skipped),
         chunks,
     )
     return _upload(row)

@@ -50,6 +50,7 @@ function render(item) {
   const facts = [formatBytes(item.size)];
   if (item.pagesTotal) facts.push(plural(item.pagesTotal, "page"));
   if (status === "ready") facts.push(plural(item.chunks, "passage"));
+  if (status === "ready" && item.pagesOcr) facts.push(`${plural(item.pagesOcr, "page")} read by OCR`);
   if (item.pagesSkipped) facts.push(`${plural(item.pagesSkipped, "page")} skipped`);
   $(".facts", card).textContent = `· ${facts.join(" · ")}`;
 
@@ -97,6 +98,7 @@ function fromUpload(upload) {
     pagesDone: upload.pages_done ?? 0,
     pagesTotal: upload.pages_total ?? 0,
     pagesSkipped: upload.pages_skipped ?? 0,
+    pagesOcr: upload.pages_ocr ?? 0,
     chunks: upload.chunks ?? 0,
     error: upload.error || "",
   };
@@ -142,6 +144,7 @@ function watch(item) {
       pagesTotal: data.pages_total,
       chunks: data.chunks,
       pagesSkipped: data.pages_skipped,
+      pagesOcr: data.pages_ocr ?? 0,
       connection: "done",
     });
     render(item);

@@ -1,5 +1,7 @@
 // The PDF viewer beside the chat: pdf.js (vendored, served by the app) renders the cited page
-// to a canvas, and the cited passage is highlighted where the page's text positions match it.
+// to a canvas, and the cited passage is highlighted where the page's text positions match it;
+// on a page read by OCR (no usable text layer), where the recognised lines' boxes match it.
+import { api } from "./api.js";
 import { $ } from "./dom.js";
 
 const PDFJS = "/static/vendor/pdfjs/pdf.min.mjs";
@@ -159,7 +161,9 @@ export class Viewer {
     const content = await page.getTextContent();
     const items = content.items;
     const marks = [];
-    for (const index of matchingItems(items, this.passage)) {
+    const matched = matchingItems(items, this.passage);
+    if (!matched.length) return this.highlightOcr(viewport);
+    for (const index of matched) {
       const item = items[index];
       const tx = this.lib.Util.transform(viewport.transform, item.transform);
       const height = Math.hypot(tx[2], tx[3]);
@@ -173,6 +177,35 @@ export class Viewer {
       marks.push(mark);
     }
     this.marks.replaceChildren(...marks);
+    return marks.length;
+  }
+
+  /** Highlight the OCR'd lines of the page that match the passage (boxes: page fractions). */
+  async highlightOcr(viewport) {
+    const uploadId = this.root.dataset.upload;
+    const number = this.pageNumber;
+    let lines = [];
+    try {
+      const found = await api(`/uploads/${encodeURIComponent(uploadId)}/pages/${number}/ocr`);
+      lines = found.lines || [];
+    } catch {
+      return 0; // no OCR lines to offer: the "could not be located" note stays
+    }
+    if (!lines.length || number !== this.pageNumber) return 0;
+    const items = lines.map((line) => ({ str: line.text }));
+    const marks = [];
+    for (const index of matchingItems(items, this.passage)) {
+      const { x0, y0, x1, y1 } = lines[index];
+      const mark = document.createElement("div");
+      mark.className = "ocr";
+      mark.style.left = `${x0 * viewport.width}px`;
+      mark.style.top = `${y0 * viewport.height}px`;
+      mark.style.width = `${(x1 - x0) * viewport.width}px`;
+      mark.style.height = `${(y1 - y0) * viewport.height}px`;
+      marks.push(mark);
+    }
+    this.marks.replaceChildren(...marks);
+    this.root.dataset.ocr = marks.length ? "true" : "false";
     return marks.length;
   }
 

@@ -1,9 +1,10 @@
-"""Page-by-page text extraction in a sandboxed child process.
+"""The sandbox: a child process that reads a PDF page by page, and its pipe protocol.
 
 ``open_pdf(path, limits)`` returns a :class:`PdfDocument`, an async context manager. Entering it
 starts a child process (``spawn`` context: the worker has threads, so never plain ``fork``) that
 opens the file with pypdfium2 under ``RLIMIT_AS``/``RLIMIT_CPU`` and reports the page count or a
-reason to refuse the file; leaving it kills the child, whatever happened.
+reason to refuse the file (``pages.check_document``); leaving it kills the child, whatever
+happened.
 
 ``PdfDocument.pages()`` yields one :class:`PageText` per page, in order. The parent asks for
 page *n+1* when it hands out page *n*, so the child works one page ahead and never further
@@ -12,13 +13,9 @@ event loop). A page that takes longer than ``page_timeout_s``, exhausts the chil
 crashes it is yielded with ``error`` set and empty text, and a fresh child resumes at the next
 page; too many failures in a row (or the first pages all failing) raise :class:`IngestError`.
 
-Text comes from pdfium (fast, ~100+ pages/s). Pages whose pdfium objects and text look like a
-ruled table (many path objects and several lines of numbers) go through pdfplumber's
-``find_tables`` as well, and each table is rendered as rows (``label | 2021: 17,455 | 2020: ...``)
-in place of pdfium's flattened text for that region. pdfplumber opens the file once per child,
-lazily, on the first such page.
-
-Messages on the pipe are msgpack (msgspec), never pickle.
+What the child does with a page is ``pages.TextReader``'s business, or ``ocr.OcrReader``'s in
+the OCR job (``ExtractLimits.for_ocr``: more memory, CPU per page, a lower priority). Messages
+on the pipe are msgpack (msgspec), never pickle.
 """
 
 from __future__ import annotations
@@ -26,20 +23,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
 import resource
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from pdfqa.errors import IngestError
+from pdfqa.extract.ocr import OcrConfig, OcrReader
+from pdfqa.extract.pages import PDFIUM_ERRORS, PageText, TextReader, check_document, failed
 from pdfqa.pdf_header import HEADER_WINDOW, NOT_A_PDF, pdf_header_offset
 
 if TYPE_CHECKING:
@@ -55,8 +53,10 @@ FIRST_PAGES: Final = 3
 """If the first ``min(FIRST_PAGES, page_count)`` pages all fail, the document is aborted."""
 MIN_OPEN_TIMEOUT_S: Final = 30.0
 """Lower bound of the wall-clock limit for starting a child and opening the file."""
-MAX_PAGE_CHARS: Final = 1_000_000
-"""Text beyond this many characters on one page is dropped (a hostile page could hold GBs)."""
+OCR_OPEN_TIMEOUT_S: Final = 120.0
+"""... and for an OCR child, which loads its models as it starts."""
+OCR_START_CPU_S: Final = 60
+"""CPU seconds an OCR child may spend loading its models, beyond its pages' share."""
 
 
 class ExtractLimits(msgspec.Struct, frozen=True):
@@ -72,6 +72,11 @@ class ExtractLimits(msgspec.Struct, frozen=True):
     """Documents with more pages are refused with "too many pages"."""
     tables: bool = True
     """Render ruled tables with pdfplumber (slower; much better for financial tables)."""
+    ocr_threshold: float | None = None
+    """Flag pages that need OCR (``PageText.needs_ocr``), with this many characters per square
+    inch as the least a page with an image must hold; None: OCR is off, flag nothing."""
+    ocr: OcrConfig | None = None
+    """Read pages with OCR instead of their text layer (the OCR job's children)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ExtractLimits:
@@ -82,22 +87,31 @@ class ExtractLimits(msgspec.Struct, frozen=True):
             page_timeout_s=settings.page_timeout_s,
             max_pages=settings.max_pages,
             tables=settings.extract_tables,
+            ocr_threshold=settings.ocr_min_chars_per_sq_in if settings.ocr else None,
         )
 
-
-class PageText(msgspec.Struct, frozen=True):
-    """The text of one page."""
-
-    number: int
-    """1-based page number."""
-    text: str
-    """Whitespace-normalised text; ``""`` for a page without a text layer or a skipped page."""
-    method: str
-    """``"pdfium"``, or ``"pdfplumber"`` when tables on the page were rendered by pdfplumber."""
-    tables: int = 0
-    """Tables rendered into ``text`` by pdfplumber."""
-    error: str | None = None
-    """Why the page was skipped (timeout, memory, crash); ``text`` is then ``""``."""
+    @classmethod
+    def for_ocr(cls, settings: Settings, pages: int) -> ExtractLimits:
+        """The OCR children's limits: ``ocr_*`` settings, CPU for ``pages`` pages in all."""
+        config = OcrConfig(
+            scale=settings.ocr_scale,
+            page_cpu_s=settings.ocr_page_cpu_s,
+            nice=settings.ocr_nice,
+            threads=settings.ocr_threads,
+            language=settings.ocr_language,
+            det_model=str(settings.ocr_det_model) if settings.ocr_det_model else None,
+            rec_model=str(settings.ocr_rec_model) if settings.ocr_rec_model else None,
+            rec_keys=str(settings.ocr_rec_keys) if settings.ocr_rec_keys else None,
+            ocr_version=settings.ocr_version,
+        )
+        return cls(
+            memory_mb=settings.ocr_memory_mb,
+            cpu_s=settings.ocr_page_cpu_s * max(1, pages) + OCR_START_CPU_S,
+            page_timeout_s=settings.ocr_page_timeout_s,
+            max_pages=settings.max_pages,
+            tables=False,
+            ocr=config,
+        )
 
 
 # --- the pipe protocol (child -> parent); the parent sends bare page numbers -------------------
@@ -181,20 +195,30 @@ class PdfDocument:
 
         ``start`` above 1 resumes an ingestion from its checkpoint.
         """
+        self._begin()
+        return self._pages(list(range(max(1, start), self.page_count + 1)))
+
+    def some_pages(self, numbers: Sequence[int]) -> AsyncIterator[PageText]:
+        """Yield the pages ``numbers`` (ascending), each exactly once, a failed one with its
+        ``error``; never aborts the document (the OCR job's way of reading)."""
+        self._begin()
+        wanted = sorted({n for n in numbers if 1 <= n <= self.page_count})
+        return self._pages(wanted, abort=False)
+
+    def _begin(self) -> None:
         if self._conn is None and self.page_count == 0:
             raise RuntimeError("pages() needs an open PdfDocument (use `async with`)")
         if self._iterating:
             raise RuntimeError("pages() can be iterated only once")
         self._iterating = True
-        return self._pages(max(1, start))
 
-    async def _pages(self, start: int) -> AsyncIterator[PageText]:
+    async def _pages(self, numbers: list[int], *, abort: bool = True) -> AsyncIterator[PageText]:
         limits = self._limits
         failed_in_a_row = 0
         failed_total = 0
         sent_at: float | None = None  # when the request for `number` went to the live child
         loop = asyncio.get_running_loop()
-        for number in range(start, self.page_count + 1):
+        for position, number in enumerate(numbers):
             if self._conn is None:
                 await self._start(first_page=number)
             if sent_at is None:
@@ -204,8 +228,8 @@ class PdfDocument:
             sent_at = None
             if isinstance(reply, _Page):
                 self._cpu_now = reply.cpu_s
-                if number < self.page_count:
-                    self._send(number + 1)  # the child reads ahead by exactly one page
+                if position + 1 < len(numbers):
+                    self._send(numbers[position + 1])  # the child reads ahead by one page
                     sent_at = loop.time()
                 if reply.page.error is None:
                     failed_in_a_row = 0
@@ -222,11 +246,12 @@ class PdfDocument:
                 await self._stop()
             failed_in_a_row += 1
             failed_total += 1
-            if failed_in_a_row > MAX_FAILED_IN_A_ROW or failed_total == number >= min(
-                FIRST_PAGES, self.page_count
+            if abort and (
+                failed_in_a_row > MAX_FAILED_IN_A_ROW
+                or failed_total == number >= min(FIRST_PAGES, self.page_count)
             ):
                 raise IngestError(_sentence(reason))
-            yield _failed(number, reason)
+            yield failed(number, reason)
 
     # --- child management -------------------------------------------------------------------
 
@@ -244,8 +269,10 @@ class PdfDocument:
                     memory_mb=limits.memory_mb,
                     cpu_s=budget,
                     max_pages=limits.max_pages,
-                    check_pages=first_page == 1,
+                    check_pages=first_page == 1 and limits.ocr is None,
                     tables=limits.tables,
+                    ocr_threshold=limits.ocr_threshold,
+                    ocr=limits.ocr,
                 ),
                 child_conn,
             ),
@@ -256,7 +283,8 @@ class PdfDocument:
         child_conn.close()
         self._proc, self._conn = proc, parent_conn
         loop = asyncio.get_running_loop()
-        reply = await self._receive(loop.time() + max(MIN_OPEN_TIMEOUT_S, limits.page_timeout_s))
+        least = OCR_OPEN_TIMEOUT_S if limits.ocr is not None else MIN_OPEN_TIMEOUT_S
+        reply = await self._receive(loop.time() + max(least, limits.page_timeout_s))
         if isinstance(reply, _Opened):
             return reply.page_count
         await self._stop()
@@ -359,13 +387,6 @@ def _sentence(reason: str) -> str:
 
 # --- the child process ------------------------------------------------------------------------
 
-_PDFIUM_ERRORS: Final = {
-    2: "The PDF file could not be read.",
-    3: "The file is not a valid PDF or is corrupt.",
-    4: "The PDF is password-protected.",
-    5: "The PDF uses an unsupported encryption scheme.",
-}
-
 
 class _ChildJob(msgspec.Struct, frozen=True):
     path: str
@@ -374,6 +395,8 @@ class _ChildJob(msgspec.Struct, frozen=True):
     max_pages: int
     check_pages: bool
     tables: bool
+    ocr_threshold: float | None
+    ocr: OcrConfig | None
 
 
 def _child_main(job: _ChildJob, conn: Connection) -> None:
@@ -389,32 +412,36 @@ def _child_main(job: _ChildJob, conn: Connection) -> None:
     try:
         pdf = pdfium.PdfDocument(job.path)
     except pdfium.PdfiumError as exc:
-        reason = _PDFIUM_ERRORS.get(exc.err_code or 0, "The PDF is corrupt and cannot be opened.")
+        reason = PDFIUM_ERRORS.get(exc.err_code or 0, "The PDF is corrupt and cannot be opened.")
         conn.send_bytes(encoder.encode(_Refused(reason)))
         return
     count = len(pdf)
-    refusal = _check_document(pdf, count, job.max_pages) if job.check_pages else None
+    refusal = check_document(pdf, count, job.max_pages) if job.check_pages else None
     if refusal is not None:
         conn.send_bytes(encoder.encode(_Refused(refusal)))
         return
+    reader: TextReader | OcrReader
+    if job.ocr is not None:
+        try:
+            reader = OcrReader(pdf, job.ocr, cpu_hard_s=job.cpu_s)
+        except Exception as exc:  # a model that cannot load: every page would fail alike
+            conn.send_bytes(encoder.encode(_Refused(f"OCR could not start: {exc}")))
+            return
+    else:
+        reader = TextReader(pdf, job.path, tables=job.tables, ocr_threshold=job.ocr_threshold)
     conn.send_bytes(encoder.encode(_Opened(count)))
-    pages = _Extractor(pdf, job.path, job.tables)
     while True:
         try:
             number = decoder.decode(conn.recv_bytes())
         except (EOFError, OSError):  # the parent is gone (even killed): nothing left to do
             return
         try:
-            page = pages.extract(number)
+            page = reader.read(number)
         except MemoryError:
-            page = _failed(number, f"page {number} needed more than {job.memory_mb} MB of memory")
+            page = failed(number, f"page {number} needed more than {job.memory_mb} MB of memory")
         except Exception as exc:  # a broken page must not take the document down
-            page = _failed(number, f"page {number} could not be read ({exc})")
+            page = failed(number, f"page {number} could not be read ({exc})")
         conn.send_bytes(encoder.encode(_Page(page, time.process_time())))
-
-
-def _failed(number: int, reason: str) -> PageText:
-    return PageText(number=number, text="", method="pdfium", error=reason)
 
 
 def _limit(which: int, soft: int, hard: int) -> None:
@@ -423,192 +450,3 @@ def _limit(which: int, soft: int, hard: int) -> None:
         hard = min(hard, current_hard)
         soft = min(soft, hard)
     resource.setrlimit(which, (soft, hard))
-
-
-def _check_document(pdf: Any, count: int, max_pages: int) -> str | None:
-    if count == 0:
-        return "The PDF has no pages."
-    if count > max_pages:
-        return f"The PDF has too many pages ({count}; the limit is {max_pages})."
-    missing = []
-    for index in range(count):  # reads page dictionaries only, not their content (~50 µs each)
-        try:
-            pdf.get_page_size(index)
-        except Exception:  # pdfium raises PdfiumError, nothing else is expected
-            missing.append(index + 1)
-    if missing:
-        return (
-            f"The PDF is damaged: {len(missing)} of its {count} pages cannot be found, "
-            f"starting with page {missing[0]} (the file is truncated or its page tree is broken)."
-        )
-    return None
-
-
-_NUMBER: Final = re.compile(r"^[($€£]*-?\d[\d,]*(?:\.\d+)?\)?%?$")
-_SPACES: Final = re.compile(r"[ \t\f\v\u00a0]+")
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_SOFT_HYPHEN: Final = re.compile(r"[\ufffe\u00ad]\r?\n?")
-_BLANK_LINES: Final = re.compile(r"\n{3,}")
-_YEAR: Final = re.compile(r"^(?:19|20)\d\d$")
-
-TABLE_MIN_PATHS: Final = 10
-"""Table detector: a page needs this many top-level path objects (rules, cell shading) ..."""
-TABLE_MIN_NUMERIC_LINES: Final = 3
-"""... and this many text lines holding at least two numbers to go to pdfplumber."""
-
-
-def normalize(text: str) -> str:
-    """Light cleanup of pdfium text: line ends, soft hyphens, runs of spaces, blank lines."""
-    text = _SOFT_HYPHEN.sub("", text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
-    text = _SPACES.sub(" ", text)
-    text = "\n".join(line.strip() for line in text.split("\n"))
-    return _BLANK_LINES.sub("\n\n", text).strip()
-
-
-def looks_like_table(paths: int, text: str) -> bool:
-    """The table detector: many vector paths and several lines of numbers."""
-    if paths < TABLE_MIN_PATHS:
-        return False
-    numeric = 0
-    for line in text.splitlines():
-        if sum(1 for tok in line.split() if _NUMBER.match(tok)) >= 2:
-            numeric += 1
-            if numeric >= TABLE_MIN_NUMERIC_LINES:
-                return True
-    return False
-
-
-class _Extractor:
-    """Per-child extraction state: the pdfium document and, once needed, a pdfplumber one."""
-
-    def __init__(self, pdf: Any, path: str, tables: bool) -> None:
-        self._pdf = pdf
-        self._path = path
-        self._tables = tables
-        self._plumber: Any = None
-
-    def extract(self, number: int) -> PageText:
-        import pypdfium2.raw as pdfium_c
-
-        page = self._pdf[number - 1]
-        try:
-            textpage = page.get_textpage()
-            try:
-                raw_text = textpage.get_text_range()
-                paths = 0
-                if self._tables and len(raw_text) > 40:
-                    for i in range(pdfium_c.FPDFPage_CountObjects(page.raw)):
-                        obj = pdfium_c.FPDFPage_GetObject(page.raw, i)
-                        if pdfium_c.FPDFPageObj_GetType(obj) == pdfium_c.FPDF_PAGEOBJ_PATH:
-                            paths += 1
-                if looks_like_table(paths, raw_text):
-                    tabled = self._with_tables(number, page, textpage)
-                    if tabled is not None:
-                        return tabled
-                return PageText(number, normalize(raw_text)[:MAX_PAGE_CHARS], "pdfium")
-            finally:
-                textpage.close()
-        finally:
-            page.close()
-
-    def _with_tables(self, number: int, page: Any, textpage: Any) -> PageText | None:
-        """pdfium text outside the tables, with pdfplumber's tables rendered in their place."""
-        import pdfplumber
-
-        if self._plumber is None:
-            self._plumber = pdfplumber.open(self._path)
-        plumber_page = self._plumber.pages[number - 1]
-        try:
-            found = plumber_page.find_tables()
-            tables = [(t.bbox, rendered) for t in found if (rendered := _render(plumber_page, t))]
-        except Exception:  # pdfplumber failing on a page falls back to pdfium text
-            return None
-        finally:
-            plumber_page.close()
-        if not tables:
-            return None
-        width, height = page.get_width(), page.get_height()
-        parts: list[str] = []
-        cursor = 0.0  # pdfplumber's y axis points down from the top of the page
-        count = 0
-        for (x0, top, x1, bottom), rendered in sorted(tables, key=lambda t: t[0][1]):
-            if top < cursor:
-                continue
-            parts.append(textpage.get_text_bounded(0, height - top, width, height - cursor))
-            parts.append(textpage.get_text_bounded(0, height - bottom, x0, height - top))
-            parts.append(rendered)
-            parts.append(textpage.get_text_bounded(x1, height - bottom, width, height - top))
-            cursor = bottom
-            count += 1
-        parts.append(textpage.get_text_bounded(0, 0, width, height - cursor))
-        text = "\n".join(p for p in (normalize(p) for p in parts) if p)
-        return PageText(number, text[:MAX_PAGE_CHARS], "pdfplumber", tables=count)
-
-
-def _render(page: Any, table: Any) -> str:
-    """Render a pdfplumber table as ``label | header: value | ...`` lines; "" if it is not one."""
-    rows: list[tuple[str, list[tuple[float, str]]]] = []
-    for row, texts in zip(table.rows, table.extract(), strict=False):
-        cells = _merge_cells(row.cells, texts)
-        if not cells:
-            continue
-        label = ""
-        if not _NUMBER.match(cells[0][1].replace(" ", "")):
-            label = cells.pop(0)[1]
-        rows.append((label, cells))
-    valued = [cells for _, cells in rows if cells]
-    if len(rows) < 2 or not valued:
-        return ""
-    if sum(len(label) for label, _ in rows) / len(rows) > 80:
-        return ""  # rules around prose, not a table
-    columns = max(len(cells) for cells in valued)
-    headers = _headers_above(page, table.bbox, [x for x, _ in max(valued, key=len)], columns)
-    lines = []
-    for label, cells in rows:
-        values = [f"{headers[_nearest(headers, x)][1]}: {v}" if headers else v for x, v in cells]
-        lines.append(" | ".join([label, *values]) if label else " | ".join(values))
-    return "\n".join(line for line in lines if line)
-
-
-def _merge_cells(cells: list[Any], texts: list[str | None]) -> list[tuple[float, str]]:
-    """Drop empty cells; glue a lone ``$`` to the next cell and a lone ``%`` to the previous."""
-    out: list[tuple[float, str]] = []
-    carry = ""
-    for bbox, raw in zip(cells, texts, strict=False):
-        value = " ".join((raw or "").split()).replace("$ ", "$")
-        if not value or bbox is None:
-            continue
-        if value in {"$", "€", "£"}:
-            carry = value
-            continue
-        if value in {"%", ")", ")%"} and out:
-            x, prev = out[-1]
-            out[-1] = (x, prev + value)
-            continue
-        out.append(((bbox[0] + bbox[2]) / 2, f"{carry}{value}" if carry else value))
-        carry = ""
-    return out
-
-
-def _headers_above(
-    page: Any, bbox: tuple[float, float, float, float], xs: list[float], columns: int
-) -> list[tuple[float, str]]:
-    """Column headers: the nearest line of year-like words just above the table, if it fits."""
-    x0, top, x1, _ = bbox
-    if top <= 1:
-        return []
-    words = page.crop((x0, max(0.0, top - 60), x1, top)).extract_words()
-    lines: dict[int, list[tuple[float, str]]] = {}
-    for w in words:
-        if _YEAR.match(w["text"]):
-            lines.setdefault(round(w["bottom"]), []).append(((w["x0"] + w["x1"]) / 2, w["text"]))
-    for _, found in sorted(lines.items(), reverse=True):
-        if len(found) == columns or (len(found) >= 2 and len(found) == len(xs)):
-            return sorted(found)
-    return []
-
-
-def _nearest(headers: list[tuple[float, str]], x: float) -> int:
-    return min(range(len(headers)), key=lambda i: abs(headers[i][0] - x))

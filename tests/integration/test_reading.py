@@ -10,11 +10,8 @@ way a worker's shutdown stops it: progress and checkpoint recorded, the upload s
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 from pathlib import Path
-from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from litestar import Litestar
@@ -22,6 +19,7 @@ from litestar.testing import AsyncTestClient
 
 from pdfqa.ingest import Stopped
 from pdfqa.lifecycle import ingest_upload
+from pdfqa.progress import RESYNC, Progress
 from pdfqa.resources import Resources
 from tests.integration.conftest import login, on_app, run_jobs, upload
 from tests.integration.test_conversations import SSE, conversation, parse_sse
@@ -30,28 +28,21 @@ Client = AsyncTestClient[Litestar]
 ENOUGH_PAGES = 12
 
 
-async def _set(event: asyncio.Event) -> None:
-    event.set()
-
-
-async def _new_event() -> asyncio.Event:
-    return asyncio.Event()
-
-
-async def _read_until(client: Client, url: str, headers: dict[str, str], pages: int) -> None:
-    """Read an upload's progress stream until ``pages`` pages are stored."""
-    name = ""
-    async with client.stream("GET", url, headers=headers) as r:
-        assert r.status_code == 200
-        async for line in r.aiter_lines():
-            if line.startswith("event:"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                data: dict[str, Any] = json.loads(line.split(":", 1)[1])
-                assert name == "progress", (name, data)
-                if data["pages_done"] >= pages:
-                    return
-    raise AssertionError("the progress stream ended early")
+async def _ingest_until(resources: Resources, upload_id: UUID, pages: int) -> int:
+    """Ingest for real, and stop (the way a worker's shutdown does) once the hub has relayed
+    ``pages`` stored pages; the pages stored by then."""
+    stop = asyncio.Event()
+    async with resources.hub.listen(upload_id, uuid4()) as live:
+        task = asyncio.create_task(ingest_upload(resources, upload_id, stop=stop))
+        while True:
+            item = await live.get()
+            if isinstance(item, Progress) and item.pages_done >= pages:
+                stop.set()
+                break
+            assert isinstance(item, Progress) or item is RESYNC, item
+    with pytest.raises(Stopped):
+        await task
+    return item.pages_done
 
 
 async def test_a_question_is_answered_from_the_pages_read_so_far(
@@ -63,18 +54,11 @@ async def test_a_question_is_answered_from_the_pages_read_so_far(
     # Still queued: it may join a conversation already.
     conv = await conversation(client, headers, upload_id)
 
-    stop = on_app(client, _new_event)
-    ingesting = client.blocking_portal.start_task_soon(
-        functools.partial(ingest_upload, resources, UUID(upload_id), stop=stop)
-    )
-    await _read_until(client, f"/api/v1/uploads/{upload_id}/events", headers, ENOUGH_PAGES)
-    on_app(client, _set, stop)
-    with pytest.raises(Stopped):
-        ingesting.result(timeout=300)
+    reached = on_app(client, _ingest_until, resources, UUID(upload_id), ENOUGH_PAGES)
     state = (await client.get(f"/api/v1/uploads/{upload_id}", headers=headers)).json()
     assert state["status"] == "processing"
     done, total = state["pages_done"], state["pages_total"]
-    assert ENOUGH_PAGES <= done < total == 307
+    assert ENOUGH_PAGES <= reached <= done < total == 307
 
     question = "What is the address of Uber's principal executive offices?"
     events = parse_sse(

@@ -18,7 +18,7 @@ from uuid import UUID
 import msgspec
 
 from pdfqa import words
-from pdfqa.citations import Citation, Source
+from pdfqa.citations import Citation, Reading, Source
 from pdfqa.llm import ChatMessage
 
 __all__ = [
@@ -51,6 +51,8 @@ class Sources(msgspec.Struct, tag="sources", frozen=True):
     sources: list[Source]
     confidence: float
     """Retrieval's confidence (0-1) that the sources hold the answer."""
+    reading: list[Reading] = []
+    """Documents still being read: the answer comes from their pages stored so far."""
 
 
 class Token(msgspec.Struct, tag="token", frozen=True):
@@ -62,6 +64,7 @@ class Done(msgspec.Struct, tag="done", frozen=True):
     citations: list[Citation]
     mode: str
     confidence: float
+    reading: list[Reading] = []
 
 
 class Error(msgspec.Struct, tag="error", frozen=True):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-__all__ = ["Citation", "Source", "cited"]
+__all__ = ["Citation", "Reading", "Source", "cited", "reading_note"]
 
 _MARK = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 
@@ -25,6 +25,26 @@ class Source(msgspec.Struct, frozen=True):
     pages: list[int]
     text: str
     score: float
+
+
+class Reading(msgspec.Struct, frozen=True):
+    """A document still being read when the answer was given: it comes from the pages stored so
+    far (``pages_done`` of ``pages_total``; 0 while the page count is unknown)."""
+
+    upload_id: str
+    upload_name: str
+    pages_done: int
+    pages_total: int
+    note: str
+    """For people: "pages 1\u2013140 of 307 read so far" (with an en dash)."""
+
+
+def reading_note(pages_done: int, pages_total: int) -> str:
+    if pages_done <= 0:
+        return "not read yet: no page is searchable so far"
+    pages = "page 1" if pages_done == 1 else f"pages 1\u2013{pages_done}"
+    of = f" of {pages_total}" if pages_total else ""
+    return f"{pages}{of} read so far"
 
 
 class Citation(msgspec.Struct, frozen=True):

@@ -1,5 +1,9 @@
-"""Conversations as a service: ask questions about a set of your ready uploads, keep the answers,
-vote on them.
+"""Conversations as a service: ask questions about a set of your uploads, keep the answers, vote
+on them.
+
+An upload still being read may be part of a conversation: answers come from the pages stored so
+far, and say how far each such document was read (:class:`~pdfqa.citations.Reading`); the next
+question sees whatever has been read since.
 
 :func:`ask` yields the answer as events (see :mod:`pdfqa.answer`); the message is stored only
 once its answer is complete, so an upstream failure or a client that goes away leaves nothing
@@ -13,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -23,7 +27,7 @@ from opentelemetry.trace import Span, StatusCode
 from pdfqa import answer as answering
 from pdfqa import metrics, quotas, words
 from pdfqa.answer import AnswerEvent, Done, Error, Sources, Token
-from pdfqa.citations import cited
+from pdfqa.citations import Reading, cited, reading_note
 from pdfqa.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 from pdfqa.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
 from pdfqa.resources import Resources
@@ -32,6 +36,7 @@ from pdfqa.sanitize import display_name
 from pdfqa.store import conversations as store
 from pdfqa.store import uploads as upload_store
 from pdfqa.store.conversations import Conversation, Feedback, FeedbackRecord, Message
+from pdfqa.store.uploads import Upload
 from pdfqa.tracing import tracer
 
 __all__ = [
@@ -45,6 +50,7 @@ __all__ = [
     "get_conversation",
     "list_conversations",
     "put_feedback",
+    "update_conversation",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,9 @@ MAX_UPLOADS = 20
 MAX_QUESTION = 4000
 HISTORY_TURNS = 3
 REWRITE_TOKENS = 64
+TITLE_CHARS = 80
+ASKABLE = ("queued", "processing", "ready")
+"""Statuses an upload may have to be in a conversation: still being read is fine."""
 
 
 class ConversationDetail(msgspec.Struct, frozen=True):
@@ -64,31 +73,81 @@ class ConversationDetail(msgspec.Struct, frozen=True):
     created_at: datetime
     updated_at: datetime
     messages: list[Message]
+    title_auto: bool = False
+    """Named after its documents until its first question names it."""
 
 
-async def create_conversation(
-    res: Resources, user_id: UUID, upload_ids: Sequence[UUID], title: str | None
-) -> Conversation:
-    """Start a conversation over some of the caller's ``ready`` uploads."""
+async def _askable_uploads(conn: Any, user_id: UUID, upload_ids: Sequence[UUID]) -> list[UUID]:
+    """The distinct ids, checked: each the caller's and not failed (404 / 409 otherwise)."""
     wanted = list(dict.fromkeys(upload_ids))
     if not wanted:
         raise InvalidInput("Choose at least one document.")
     if len(wanted) > MAX_UPLOADS:
         raise InvalidInput(f"A conversation can cover at most {MAX_UPLOADS} documents.")
+    by_id = {u.id: u for u in await upload_store.get_many(conn, wanted, user_id)}
+    for upload_id in wanted:
+        upload = by_id.get(upload_id)
+        if upload is None:
+            raise NotFound(f"No such upload: {upload_id}.")
+        if upload.status not in ASKABLE:
+            raise Conflict(f"{upload.name} cannot be asked about: its upload {upload.status}.")
+    return wanted
+
+
+async def create_conversation(
+    res: Resources, user_id: UUID, upload_ids: Sequence[UUID], title: str | None
+) -> Conversation:
+    """Start a conversation over some of the caller's uploads (ready or still being read).
+
+    Without a title it is named after its documents until its first question names it.
+    """
     async with res.db.acquire() as conn:
+        wanted = await _askable_uploads(conn, user_id, upload_ids)
         by_id = {u.id: u for u in await upload_store.get_many(conn, wanted, user_id)}
         found = [by_id.get(u) for u in wanted]
-        for upload_id, upload in zip(wanted, found, strict=True):
-            if upload is None:
-                raise NotFound(f"No such upload: {upload_id}.")
-            if upload.status != "ready":
-                raise Conflict(
-                    f"{upload.name} is not ready to be asked about (it is {upload.status})."
-                )
         names = [u.name for u in found if u is not None]
         default = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
-        clean = display_name(title or "", limit=200) or default
-        return await store.create(conn, uuid.uuid4(), user_id, clean, wanted)
+        clean = display_name(title or "", limit=200)
+        return await store.create(
+            conn, uuid.uuid4(), user_id, clean or default, wanted, title_auto=not clean
+        )
+
+
+async def update_conversation(
+    res: Resources,
+    user_id: UUID,
+    conversation_id: UUID,
+    *,
+    title: str | None = None,
+    upload_ids: Sequence[UUID] | None = None,
+) -> Conversation:
+    """Rename a conversation and/or replace its documents (add or remove some)."""
+    async with res.db.acquire() as conn:
+        if await store.get(conn, conversation_id, user_id) is None:
+            raise NotFound("No such conversation.")
+        if title is not None:
+            clean = display_name(title, limit=200)
+            if not clean:
+                raise InvalidInput("A title cannot be empty.")
+            await store.rename(conn, conversation_id, user_id, clean)
+        if upload_ids is not None:
+            wanted = await _askable_uploads(conn, user_id, upload_ids)
+            await store.set_uploads(conn, conversation_id, wanted)
+        found = await store.get(conn, conversation_id, user_id)
+    if found is None:
+        raise NotFound("No such conversation.")
+    return found
+
+
+def title_for(question: str) -> str:
+    """A conversation's title made from its first question: one line, cut at a word."""
+    line = display_name(question, limit=1000)
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[: TITLE_CHARS - 1]
+    if " " in cut[TITLE_CHARS // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:.-") + "\u2026"
 
 
 class ConversationPage(msgspec.Struct, frozen=True):
@@ -99,12 +158,19 @@ class ConversationPage(msgspec.Struct, frozen=True):
 
 
 async def list_conversations(
-    res: Resources, user_id: UUID, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+    res: Resources,
+    user_id: UUID,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    search: str | None = None,
 ) -> ConversationPage:
+    """The caller's conversations, most recently active first; ``search`` keeps those whose
+    title or one of whose questions contains it."""
     after = decode_cursor(cursor)
+    search = display_name(search or "", limit=200) or None
     async with res.db.acquire() as conn:
         items = await store.list_for_user(
-            conn, user_id, limit + 1, (after.at, after.id) if after else None
+            conn, user_id, limit + 1, (after.at, after.id) if after else None, search
         )
     more = len(items) > limit
     items = items[:limit]
@@ -129,6 +195,7 @@ async def get_conversation(
         created_at=conversation.created_at,
         updated_at=conversation.updated_at,
         messages=messages,
+        title_auto=conversation.title_auto,
     )
 
 
@@ -162,7 +229,8 @@ async def ask(
         uploads = await upload_store.get_many(conn, conversation.upload_ids, user_id)
     order = {u: i for i, u in enumerate(conversation.upload_ids)}
     uploads.sort(key=lambda u: order[u.id])
-    names = {u.id: u.name for u in uploads if u.status == "ready"}
+    usable = [u for u in uploads if u.status in ASKABLE]
+    names = {u.id: u.name for u in usable}
     if not names:
         raise Conflict("None of this conversation's documents is available any more.")
     await quotas.hit(
@@ -179,6 +247,18 @@ async def ask(
         question=question,
         earlier=earlier,
         names=names,
+        reading=[_reading(u) for u in usable if u.status != "ready"],
+        first=not earlier,
+    )
+
+
+def _reading(upload: Upload) -> Reading:
+    return Reading(
+        upload_id=str(upload.id),
+        upload_name=upload.name,
+        pages_done=upload.pages_done,
+        pages_total=upload.pages_total or 0,
+        note=reading_note(upload.pages_done, upload.pages_total or 0),
     )
 
 
@@ -190,6 +270,8 @@ async def _answer(  # noqa: PLR0915 - one stream, its spans and its error events
     question: str,
     earlier: list[Message],
     names: dict[UUID, str],
+    reading: list[Reading],
+    first: bool,
 ) -> AsyncIterator[AnswerEvent]:
     started = time.perf_counter()
     history = [(m.question, m.answer) for m in earlier]
@@ -205,7 +287,7 @@ async def _answer(  # noqa: PLR0915 - one stream, its spans and its error events
         # The sources are always shown, "not found" included: the person can check them.
         sources = found.sources
         threshold = res.settings.min_confidence
-        yield Sources(sources=sources, confidence=found.confidence)
+        yield Sources(sources=sources, confidence=found.confidence, reading=reading)
         mode: Literal["generated", "extractive", "not_found"]
         if not found.relevant:
             mode = "not_found"
@@ -243,10 +325,13 @@ async def _answer(  # noqa: PLR0915 - one stream, its spans and its error events
             sources=sources,
             citations=cited(text, sources),
             created_at=datetime.now(UTC),
+            reading=reading,
         )
         with trace.use_span(root, end_on_exit=False):
             async with res.db.acquire() as conn:
                 await store.insert_message(conn, message)
+                if first and conversation.title_auto:
+                    await store.title_from_question(conn, conversation.id, title_for(question))
     except UpstreamUnavailable as err:
         log.warning("answer failed upstream: %s", err)
         root.set_status(StatusCode.ERROR, str(err))
@@ -265,7 +350,11 @@ async def _answer(  # noqa: PLR0915 - one stream, its spans and its error events
             streaming.end()
         root.end()
     yield Done(
-        message_id=message.id, citations=message.citations, mode=mode, confidence=found.confidence
+        message_id=message.id,
+        citations=message.citations,
+        mode=mode,
+        confidence=found.confidence,
+        reading=reading,
     )
 
 

@@ -171,6 +171,8 @@ async def create(
             async with res.db.acquire() as conn:
                 await uploads.delete(conn, upload_id, user_id)
         raise UpstreamUnavailable("The upload could not be queued; please try again.") from exc
+    with contextlib.suppress(Exception):  # a courtesy to the user's open multiplexed streams
+        await progress.publish_added(res.redis, user_id, upload_id)
     return upload
 
 

@@ -22,6 +22,7 @@ from pdfqa.store.uploads import Upload
 
 __all__ = [
     "RESYNC",
+    "Added",
     "Closing",
     "Deleted",
     "Failed",
@@ -29,11 +30,14 @@ __all__ = [
     "HubItem",
     "Progress",
     "Ready",
+    "Tagged",
     "TooManyStreams",
     "UploadEvent",
     "channel",
     "event_for",
     "publish",
+    "publish_added",
+    "user_channel",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,12 @@ class Closing(msgspec.Struct, tag="closing", frozen=True):
     retry_ms: int = 2000
 
 
+class Added(msgspec.Struct, tag="added", frozen=True):
+    """A new upload of the user's (on the user's channel): its own events follow on its channel."""
+
+    upload_id: UUID
+
+
 UploadEvent = Progress | Ready | Failed | Deleted
 
 RESYNC = object()
@@ -73,11 +83,31 @@ RESYNC = object()
 HubItem = UploadEvent | Closing | object
 SUBSCRIBE_TIMEOUT_S = 15.0
 
-_decoder: msgspec.json.Decoder[UploadEvent] = msgspec.json.Decoder(UploadEvent)
+_decoder: msgspec.json.Decoder[UploadEvent | Added] = msgspec.json.Decoder(UploadEvent | Added)
 
 
 def channel(upload_id: UUID) -> str:
     return f"pdfqa:upload:{upload_id}:events"
+
+
+def user_channel(user_id: UUID) -> str:
+    """Where a user's new uploads are announced (:class:`Added`)."""
+    return f"pdfqa:user:{user_id}:uploads"
+
+
+class Tagged(msgspec.Struct, frozen=True):
+    """An event of one upload on a multiplexed stream: sent as the event's own name, with
+    ``upload_id`` added to its data."""
+
+    upload_id: UUID
+    event: UploadEvent
+
+    def __sse__(self) -> tuple[str, dict[str, Any]]:
+        body = msgspec.to_builtins(self.event)
+        assert isinstance(body, dict)
+        body.pop("type", None)
+        body["upload_id"] = str(self.upload_id)
+        return str(type(self.event).__struct_config__.tag), body
 
 
 def event_for(upload: Upload) -> UploadEvent:
@@ -100,23 +130,70 @@ async def publish(redis: Redis, upload_id: UUID, event: UploadEvent) -> None:
     await redis.publish(channel(upload_id), msgspec.json.encode(event))
 
 
+async def publish_added(redis: Redis, user_id: UUID, upload_id: UUID) -> None:
+    await redis.publish(user_channel(user_id), msgspec.json.encode(Added(upload_id=upload_id)))
+
+
 class TooManyStreams(Busy):
     """The caller already has as many open progress streams as allowed."""
+
+
+class _Listener:
+    """One open stream: a queue, and whether its items are tagged with their channel."""
+
+    __slots__ = ("queue", "tagged")
+
+    def __init__(self, tagged: bool) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.tagged = tagged
+
+    def deliver(self, name: str | None, item: HubItem) -> None:
+        self.queue.put_nowait((name, item) if self.tagged else item)
+
+
+class Many:
+    """A multiplexed stream's subscriptions (see :meth:`Hub.listen_many`).
+
+    ``queue`` yields ``(channel name or None, item)``; ``None`` goes with :data:`RESYNC` and
+    :class:`Closing`, which concern every channel.
+    """
+
+    def __init__(self, hub: Hub, listener: _Listener) -> None:
+        self._hub = hub
+        self._listener = listener
+        self.channels: set[str] = set()
+
+    @property
+    def queue(self) -> asyncio.Queue[tuple[str | None, HubItem]]:
+        return self._listener.queue
+
+    async def add(self, name: str) -> None:
+        """Subscribe one more channel (live before this returns)."""
+        if name in self.channels:
+            return
+        self.channels.add(name)
+        await self._hub._add(name, self._listener)
+
+    async def drop(self, name: str) -> None:
+        if name in self.channels:
+            self.channels.discard(name)
+            await self._hub._remove(name, self._listener)
 
 
 class Hub:
     """One Redis pub/sub connection per process, fanned out in memory to every open stream.
 
-    A stream subscribes through :meth:`listen`; the first listener of an upload subscribes its
-    channel, the last one unsubscribes it. When the connection drops, the hub reconnects with
-    backoff, subscribes again and sends every listener :data:`RESYNC` (events may have been
-    missed: re-read the state). :meth:`close` (shutdown) ends every stream with :class:`Closing`.
+    A stream subscribes through :meth:`listen` (one upload) or :meth:`listen_many` (channels
+    added as it goes); the first listener of a channel subscribes it, the last one unsubscribes
+    it. When the connection drops, the hub reconnects with backoff, subscribes again and sends
+    every listener :data:`RESYNC` (events may have been missed: re-read the state).
+    :meth:`close` (shutdown) ends every stream with :class:`Closing`.
     """
 
     def __init__(self, redis: Redis, *, max_per_user: int) -> None:
         self._redis = redis
         self._max_per_user = max_per_user
-        self._listeners: dict[str, set[asyncio.Queue[HubItem]]] = {}
+        self._listeners: dict[str, set[_Listener]] = {}
         self._per_user: dict[UUID, int] = {}
         self._confirmed: dict[str, asyncio.Future[None]] = {}
         self._pubsub: PubSub | None = None
@@ -124,12 +201,14 @@ class Hub:
         self._closed = False
         self._connected = asyncio.Event()
 
+    def _all_listeners(self) -> set[_Listener]:
+        return {listener for group in self._listeners.values() for listener in group}
+
     async def close(self) -> None:
         """End every stream with :class:`Closing` and stop reading."""
         self._closed = True
-        for queues in self._listeners.values():
-            for q in queues:
-                q.put_nowait(Closing())
+        for listener in self._all_listeners():
+            listener.deliver(None, Closing())
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,6 +225,11 @@ class Hub:
     def open_streams(self) -> int:
         return sum(self._per_user.values())
 
+    @property
+    def channels(self) -> int:
+        """Channels subscribed now (for tests and metrics)."""
+        return len(self._listeners)
+
     def check_capacity(self, user_id: UUID) -> None:
         """Raise :class:`TooManyStreams` if the user may not open another stream now."""
         if self._per_user.get(user_id, 0) >= self._max_per_user:
@@ -154,37 +238,57 @@ class Hub:
             )
 
     @contextlib.asynccontextmanager
+    async def _stream(self, user_id: UUID, tagged: bool) -> AsyncIterator[_Listener]:
+        self.check_capacity(user_id)
+        self.start()
+        self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
+        listener = _Listener(tagged)
+        try:
+            if self._closed:
+                listener.deliver(None, Closing())
+            yield listener
+        finally:
+            self._per_user[user_id] -= 1
+            if not self._per_user[user_id]:
+                del self._per_user[user_id]
+            for name in [n for n, group in self._listeners.items() if listener in group]:
+                await self._remove(name, listener)
+
+    @contextlib.asynccontextmanager
     async def listen(self, upload_id: UUID, user_id: UUID) -> AsyncIterator[asyncio.Queue[HubItem]]:
         """A queue of an upload's events, live (subscribed) before this yields.
 
         Read the upload's current state *after* entering, so nothing falls in between. Raises
         :class:`TooManyStreams` past the per-user cap.
         """
-        self.check_capacity(user_id)
-        self.start()
-        self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
-        name = channel(upload_id)
-        q: asyncio.Queue[HubItem] = asyncio.Queue()
-        self._listeners.setdefault(name, set()).add(q)
-        try:
-            if self._closed:
-                q.put_nowait(Closing())
-            else:
-                await self._subscribe(name)
-            yield q
-        finally:
-            self._per_user[user_id] -= 1
-            if not self._per_user[user_id]:
-                del self._per_user[user_id]
-            queues = self._listeners.get(name)
-            if queues is not None:
-                queues.discard(q)
-                if not queues:
-                    del self._listeners[name]
-                    self._confirmed.pop(name, None)
-                    if self._pubsub is not None and not self._closed:
-                        with contextlib.suppress(Exception):
-                            await self._pubsub.unsubscribe(name)
+        async with self._stream(user_id, tagged=False) as listener:
+            if not self._closed:
+                await self._add(channel(upload_id), listener)
+            yield listener.queue
+
+    @contextlib.asynccontextmanager
+    async def listen_many(self, user_id: UUID) -> AsyncIterator[Many]:
+        """One stream over several channels, added with :meth:`Many.add` as it goes; it counts
+        as one stream against the per-user cap."""
+        async with self._stream(user_id, tagged=True) as listener:
+            yield Many(self, listener)
+
+    async def _add(self, name: str, listener: _Listener) -> None:
+        self._listeners.setdefault(name, set()).add(listener)
+        if not self._closed:
+            await self._subscribe(name)
+
+    async def _remove(self, name: str, listener: _Listener) -> None:
+        group = self._listeners.get(name)
+        if group is None:
+            return
+        group.discard(listener)
+        if not group:
+            del self._listeners[name]
+            self._confirmed.pop(name, None)
+            if self._pubsub is not None and not self._closed:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.unsubscribe(name)
 
     async def _subscribe(self, name: str) -> None:
         confirmed = self._confirmed.get(name)
@@ -215,9 +319,8 @@ class Hub:
                 self._connected.set()
                 if not first:
                     log.info("progress hub: reconnected to Redis")
-                    for queues in self._listeners.values():
-                        for q in queues:
-                            q.put_nowait(RESYNC)
+                    for listener in self._all_listeners():
+                        listener.deliver(None, RESYNC)
                 first = False
                 delay = 0.5
                 while True:
@@ -251,5 +354,5 @@ class Hub:
         except msgspec.DecodeError:
             log.warning("progress hub: an undecodable event on %s", name)
             return
-        for q in self._listeners.get(str(name), ()):
-            q.put_nowait(event)
+        for listener in self._listeners.get(str(name), ()):
+            listener.deliver(str(name), event)

@@ -67,7 +67,7 @@ def test_errors_reconnects_and_extractive_answers(
         else:
             route.continue_()
 
-    page.route("**/api/v1/uploads/*/events", flaky)
+    page.route("**/api/v1/uploads/events", flaky)
     drop_file(page, "#dropzone", corpus / "quivr_sample.pdf")
     card = page.locator("li.upload", has_text="quivr_sample.pdf")
     expect(card).to_contain_text("Connection lost. Reconnecting…")

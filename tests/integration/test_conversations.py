@@ -146,7 +146,16 @@ async def test_the_json_form_returns_the_whole_answer(
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"message_id", "answer", "mode", "sources", "citations", "confidence"}
+    assert set(body) == {
+        "message_id",
+        "answer",
+        "mode",
+        "sources",
+        "citations",
+        "confidence",
+        "reading",
+    }
+    assert body["reading"] == []  # every document is ready
     assert body["mode"] == "extractive"
     assert body["citations"]
     assert body["confidence"] >= resources.settings.min_confidence
@@ -283,14 +292,19 @@ async def test_conversations_are_listed_newest_first_and_deleted(
     ).status_code == 404
 
 
-async def test_only_ready_uploads_of_your_own_can_be_asked_about(
+async def test_only_unfailed_uploads_of_your_own_can_be_asked_about(
     client: Client, resources: Resources, corpus: Path
 ) -> None:
     headers = await login(client)
+    broken = (await upload(client, headers, corpus / "bad" / "password.pdf"))["id"]
+    on_app(client, run_jobs, resources)
+    r = await client.post("/api/v1/conversations", json={"upload_ids": [broken]}, headers=headers)
+    assert r.status_code == 409
+    assert "cannot be asked about: its upload failed" in r.json()["detail"]
+    # Still being read is fine (see test_reading.py): a queued upload may join a conversation.
     queued = (await upload(client, headers, corpus / "table.pdf"))["id"]
     r = await client.post("/api/v1/conversations", json={"upload_ids": [queued]}, headers=headers)
-    assert r.status_code == 409
-    assert "not ready" in r.json()["detail"]
+    assert r.status_code == 201, r.text
     r = await client.post(
         "/api/v1/conversations", json={"upload_ids": [str(uuid.uuid4())]}, headers=headers
     )

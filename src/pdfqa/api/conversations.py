@@ -6,15 +6,15 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import FromPath, JSONBody
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from pdfqa import conversations as service
 from pdfqa.answer import Done, Error, Sources, Token
 from pdfqa.api.deps import CurrentUser, Deps, PageCursor, PageLimit
 from pdfqa.api.sse import event_stream
-from pdfqa.citations import Citation, Source
+from pdfqa.citations import Citation, Reading, Source
 from pdfqa.errors import UpstreamUnavailable
 from pdfqa.pagination import DEFAULT_LIMIT
 from pdfqa.sanitize import check_text
@@ -30,6 +30,17 @@ MAX_COMMENT = 2000
 class NewConversation(msgspec.Struct, frozen=True):
     upload_ids: Annotated[list[UUID], msgspec.Meta(max_length=service.MAX_UPLOADS)]
     title: Annotated[str, msgspec.Meta(max_length=MAX_TITLE)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.title is not None:
+            check_text(self.title, "title", multiline=False)
+
+
+class ConversationChange(msgspec.Struct, frozen=True):
+    """What to change: the title, the documents (the whole new list), or both."""
+
+    title: Annotated[str, msgspec.Meta(max_length=MAX_TITLE)] | None = None
+    upload_ids: Annotated[list[UUID], msgspec.Meta(max_length=service.MAX_UPLOADS)] | None = None
 
     def __post_init__(self) -> None:
         if self.title is not None:
@@ -53,6 +64,8 @@ class Answer(msgspec.Struct, frozen=True):
     citations: list[Citation]
     confidence: float
     """Retrieval's confidence (0-1) that the sources hold the answer."""
+    reading: list[Reading]
+    """Documents still being read: the answer comes from the pages read so far."""
 
 
 class Vote(msgspec.Struct, frozen=True):
@@ -72,7 +85,9 @@ class ConversationsController(Controller):
     async def create(
         self, data: JSONBody[NewConversation], resources: Deps, user: CurrentUser
     ) -> Conversation:
-        """Start a conversation over one or several of your ready uploads."""
+        """Start a conversation over one or several of your uploads (ready, or still being read:
+        answers then come from the pages read so far). Without a title, the first question
+        names it."""
         return await service.create_conversation(resources, user.id, data.upload_ids, data.title)
 
     @get("/")
@@ -82,9 +97,11 @@ class ConversationsController(Controller):
         user: CurrentUser,
         limit: PageLimit = DEFAULT_LIMIT,
         cursor: PageCursor = None,
+        q: Annotated[str | None, Parameter(max_length=200)] = None,
     ) -> service.ConversationPage:
-        """Your conversations, most recently active first, a page at a time."""
-        return await service.list_conversations(resources, user.id, limit, cursor)
+        """Your conversations, most recently active first, a page at a time; ``q`` keeps those
+        whose title or one of whose questions contains it (any case)."""
+        return await service.list_conversations(resources, user.id, limit, cursor, q)
 
     @get("/{conversation_id:uuid}")
     async def show(
@@ -92,6 +109,20 @@ class ConversationsController(Controller):
     ) -> service.ConversationDetail:
         """A conversation with its messages, their sources, citations and your votes."""
         return await service.get_conversation(resources, user.id, conversation_id)
+
+    @patch("/{conversation_id:uuid}")
+    async def change(
+        self,
+        conversation_id: FromPath[UUID],
+        data: JSONBody[ConversationChange],
+        resources: Deps,
+        user: CurrentUser,
+    ) -> Conversation:
+        """Rename a conversation (``title``) and/or set its documents (``upload_ids``, the whole
+        new list: add or remove some); earlier answers keep their sources."""
+        return await service.update_conversation(
+            resources, user.id, conversation_id, title=data.title, upload_ids=data.upload_ids
+        )
 
     @delete("/{conversation_id:uuid}", status_code=HTTP_204_NO_CONTENT)
     async def remove(
@@ -140,6 +171,7 @@ class ConversationsController(Controller):
                         sources=sources,
                         citations=event.citations,
                         confidence=event.confidence,
+                        reading=event.reading,
                     )
                 )
         raise UpstreamUnavailable("The answer ended without completing.")

@@ -21,7 +21,12 @@ _encoder = msgspec.json.Encoder()
 
 
 def message(event: msgspec.Struct) -> ServerSentEventMessage:
-    """An SSE message whose ``event:`` is the Struct's tag and ``data:`` its JSON (tag omitted)."""
+    """An SSE message whose ``event:`` is the Struct's tag and ``data:`` its JSON (tag omitted);
+    a Struct with an ``__sse__()`` method names its event and data itself."""
+    custom = getattr(event, "__sse__", None)
+    if custom is not None:
+        name, data = custom()
+        return ServerSentEventMessage(event=name, data=_encoder.encode(data).decode())
     tag = type(event).__struct_config__.tag
     body = msgspec.to_builtins(event)
     retry = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from pdfqa.api.multipart import file_part
 from pdfqa.api.sse import event_stream
 from pdfqa.errors import NotFound
 from pdfqa.pagination import DEFAULT_LIMIT
+from pdfqa.store import uploads as upload_store
 from pdfqa.store.uploads import Upload
 from pdfqa.uploads import JobState
 
@@ -32,6 +34,7 @@ class Accepted(msgspec.Struct, frozen=True):
     size: int
     status: str
     job_id: str
+    created_at: datetime
 
 
 class UploadsController(Controller):
@@ -51,6 +54,7 @@ class UploadsController(Controller):
             size=upload.size,
             status=upload.status,
             job_id=upload.job_id,
+            created_at=upload.created_at,
         )
 
     @get("/")
@@ -102,6 +106,15 @@ class UploadsController(Controller):
         """Delete the upload, its file and all its vectors."""
         await service.delete_upload(resources, user.id, upload_id)
 
+    @get("/events")
+    async def all_events(self, resources: Deps, user: CurrentUser) -> ServerSentEvent:
+        """Progress of all your unfinished uploads on one stream (and of those you add while it
+        is open): ``progress``, ``ready``, ``failed`` and ``deleted`` events whose data carries
+        ``upload_id``; each upload's current state first. It ends once none of your uploads is
+        unfinished (at once if none is); ``closing`` when the server shuts down (reconnect)."""
+        resources.hub.check_capacity(user.id)  # 429 before the stream starts
+        return event_stream(_all_progress(resources, user))
+
     @get("/{upload_id:uuid}/events")
     async def events(
         self, upload_id: FromPath[UUID], resources: Deps, user: CurrentUser
@@ -138,6 +151,56 @@ async def _progress(
                     return
     except TimeoutError:
         # Redis did not confirm the subscription in time: say so and end; the client reconnects.
+        yield progress.Closing()
+
+
+async def _all_progress(resources: Deps, user: CurrentUser) -> AsyncIterator[msgspec.Struct]:
+    """The multiplexed stream: subscribe the user's channel (new uploads), then each unfinished
+    upload's channel, and only then read their state; drop an upload once it has ended, and end
+    when none is left."""
+    try:
+        async with resources.hub.listen_many(user.id) as live:
+            await live.add(progress.user_channel(user.id))
+            watching: dict[str, UUID] = {}
+
+            async def follow(upload_id: UUID) -> AsyncIterator[msgspec.Struct]:
+                name = progress.channel(upload_id)
+                watching[name] = upload_id
+                await live.add(name)
+                current = await _current(resources, user, upload_id)
+                yield progress.Tagged(upload_id=upload_id, event=current)
+                if not isinstance(current, progress.Progress):
+                    watching.pop(name, None)
+                    await live.drop(name)
+
+            async def resync() -> AsyncIterator[msgspec.Struct]:
+                async with resources.db.acquire() as conn:
+                    pending = await upload_store.unfinished_for_user(conn, user.id)
+                known = set(watching.values())
+                for upload_id in [*known, *(u.id for u in pending if u.id not in known)]:
+                    async for event in follow(upload_id):
+                        yield event
+
+            async for event in resync():
+                yield event
+            while watching:
+                name, item = await live.queue.get()
+                if isinstance(item, progress.Closing):
+                    yield item
+                    return
+                if item is progress.RESYNC:
+                    async for event in resync():
+                        yield event
+                elif isinstance(item, progress.Added):
+                    async for event in follow(item.upload_id):
+                        yield event
+                elif name in watching and isinstance(item, msgspec.Struct):
+                    upload_id = watching[name]
+                    yield progress.Tagged(upload_id=upload_id, event=item)  # type: ignore[arg-type]
+                    if not isinstance(item, progress.Progress):
+                        watching.pop(name, None)
+                        await live.drop(name)
+    except TimeoutError:
         yield progress.Closing()
 
 

@@ -16,10 +16,10 @@ mode, which serves every queue; its own, in ``pdfqa worker [--queue NAME ...]``)
   after ``shutdown_timeout_s`` is cancelled (arq runs it again too).
 
 :data:`WorkerSettings` (the ``ingest`` queue), :data:`DefaultWorkerSettings` and
-:data:`OcrWorkerSettings` serve the same queues under arq's own command, ``arq pdfqa.jobs.worker.WorkerSettings``: arq's signal handling
-and no supervisor (arq exits on a lost Redis, for its supervisor to restart it), the same jobs,
-leases and reconciler. They are resolved from the ``PDFQA_*`` environment when arq first reads
-them, never at import.
+:data:`OcrWorkerSettings` serve the same queues under arq's own command, ``arq
+pdfqa.jobs.worker.WorkerSettings``: arq's signal handling and no supervisor (arq exits on a lost
+Redis, for its supervisor to restart it), the same jobs, leases and reconciler. They are resolved
+from the ``PDFQA_*`` environment when arq first reads them, never at import.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from pdfqa.citations import Citation, Source
+from pdfqa.citations import Citation, Reading, Source
 
 __all__ = [
     "Conversation",
@@ -26,6 +26,9 @@ __all__ = [
     "list_for_user",
     "messages",
     "put_feedback",
+    "rename",
+    "set_uploads",
+    "title_from_question",
 ]
 
 Mode = Literal["generated", "extractive", "not_found"]
@@ -39,6 +42,8 @@ class Conversation(msgspec.Struct, frozen=True):
     upload_ids: list[UUID]
     created_at: datetime
     updated_at: datetime
+    title_auto: bool = False
+    """Named after its documents until its first question names it (renaming ends this)."""
 
 
 class Feedback(msgspec.Struct, frozen=True):
@@ -61,6 +66,8 @@ class Message(msgspec.Struct, frozen=True):
     citations: list[Citation]
     created_at: datetime
     feedback: Feedback | None = None
+    reading: list[Reading] = []
+    """Documents still being read when it was answered, and how far."""
 
 
 class FeedbackRecord(msgspec.Struct, frozen=True):
@@ -78,7 +85,7 @@ class FeedbackRecord(msgspec.Struct, frozen=True):
 
 
 _CONVERSATION = """
-    SELECT c.id, c.user_id, c.title, c.created_at, c.updated_at,
+    SELECT c.id, c.user_id, c.title, c.title_auto, c.created_at, c.updated_at,
            coalesce(array_agg(cu.upload_id ORDER BY cu.position)
                     FILTER (WHERE cu.upload_id IS NOT NULL), '{}') AS upload_ids
     FROM conversations c LEFT JOIN conversation_uploads cu ON cu.conversation_id = c.id
@@ -93,18 +100,26 @@ def _conversation(row: asyncpg.Record) -> Conversation:
         upload_ids=list(row["upload_ids"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        title_auto=row["title_auto"],
     )
 
 
 async def create(
-    conn: asyncpg.Connection, conversation_id: UUID, user_id: UUID, title: str, uploads: list[UUID]
+    conn: asyncpg.Connection,
+    conversation_id: UUID,
+    user_id: UUID,
+    title: str,
+    uploads: list[UUID],
+    *,
+    title_auto: bool = False,
 ) -> Conversation:
     async with conn.transaction():
         await conn.execute(
-            "INSERT INTO conversations (id, user_id, title) VALUES ($1, $2, $3)",
+            "INSERT INTO conversations (id, user_id, title, title_auto) VALUES ($1, $2, $3, $4)",
             conversation_id,
             user_id,
             title,
+            title_auto,
         )
         await conn.executemany(
             "INSERT INTO conversation_uploads (conversation_id, upload_id, position)"
@@ -127,24 +142,72 @@ async def get(
     return None if row is None else _conversation(row)
 
 
+def _like(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 async def list_for_user(
     conn: asyncpg.Connection,
     user_id: UUID,
     limit: int,
     after: tuple[datetime, UUID] | None = None,
+    search: str | None = None,
 ) -> list[Conversation]:
-    """A page of the user's conversations, most recently active first, after the key ``after``."""
+    """A page of the user's conversations, most recently active first, after the key ``after``;
+    with ``search``, only those whose title or one of whose questions contains it (any case)."""
     at, last = after or (None, None)
     rows = await conn.fetch(
         _CONVERSATION + " WHERE c.user_id = $1"
         " AND ($2::timestamptz IS NULL OR (c.updated_at, c.id) < ($2, $3))"
+        " AND ($5::text IS NULL OR c.title ILIKE $5 OR EXISTS ("
+        "   SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.question ILIKE $5))"
         " GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC LIMIT $4",
         user_id,
         at,
         last,
         limit,
+        _like(search) if search else None,
     )
     return [_conversation(r) for r in rows]
+
+
+async def rename(
+    conn: asyncpg.Connection, conversation_id: UUID, user_id: UUID, title: str
+) -> bool:
+    status = await conn.execute(
+        "UPDATE conversations SET title = $3, title_auto = false WHERE id = $1 AND user_id = $2",
+        conversation_id,
+        user_id,
+        title,
+    )
+    return bool(status == "UPDATE 1")
+
+
+async def title_from_question(conn: asyncpg.Connection, conversation_id: UUID, title: str) -> None:
+    """Name a conversation after its first question, unless it was named otherwise."""
+    await conn.execute(
+        "UPDATE conversations SET title = $2, title_auto = false WHERE id = $1 AND title_auto",
+        conversation_id,
+        title,
+    )
+
+
+async def set_uploads(conn: asyncpg.Connection, conversation_id: UUID, uploads: list[UUID]) -> None:
+    """Replace the conversation's documents (in this order)."""
+    async with conn.transaction():
+        await conn.execute(
+            "DELETE FROM conversation_uploads WHERE conversation_id = $1", conversation_id
+        )
+        await conn.executemany(
+            "INSERT INTO conversation_uploads (conversation_id, upload_id, position)"
+            " VALUES ($1, $2, $3)",
+            [(conversation_id, upload_id, i) for i, upload_id in enumerate(uploads)],
+        )
+        await conn.execute(
+            "UPDATE conversations SET updated_at = now() WHERE id = $1", conversation_id
+        )
 
 
 async def delete(conn: asyncpg.Connection, conversation_id: UUID, user_id: UUID) -> bool:
@@ -164,7 +227,7 @@ async def insert_message(conn: asyncpg.Connection, message: Message) -> None:
     await conn.execute(
         "WITH inserted AS ("
         " INSERT INTO messages (id, conversation_id, question, query, answer, mode, sources,"
-        " citations, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " citations, created_at, reading) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         " RETURNING conversation_id)"
         " UPDATE conversations SET updated_at = now()"
         " WHERE id = (SELECT conversation_id FROM inserted)",
@@ -177,12 +240,13 @@ async def insert_message(conn: asyncpg.Connection, message: Message) -> None:
         msgspec.to_builtins(message.sources),
         msgspec.to_builtins(message.citations),
         message.created_at,
+        msgspec.to_builtins(message.reading),
     )
 
 
 _MESSAGE = """
     SELECT m.id, m.conversation_id, m.question, m.query, m.answer, m.mode, m.sources,
-           m.citations, m.created_at, f.vote, f.comment, f.updated_at AS voted_at
+           m.citations, m.created_at, m.reading, f.vote, f.comment, f.updated_at AS voted_at
     FROM messages m JOIN conversations c ON c.id = m.conversation_id
     LEFT JOIN feedback f ON f.message_id = m.id
 """
@@ -203,6 +267,7 @@ def _message(row: asyncpg.Record) -> Message:
         citations=msgspec.convert(row["citations"], list[Citation]),
         created_at=row["created_at"],
         feedback=feedback,
+        reading=msgspec.convert(row["reading"], list[Reading]),
     )
 
 

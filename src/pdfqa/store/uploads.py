@@ -29,6 +29,7 @@ __all__ = [
     "status_counts",
     "touch",
     "unfinished",
+    "unfinished_for_user",
 ]
 
 UploadStatus = Literal["queued", "processing", "ready", "failed"]
@@ -130,6 +131,16 @@ async def list_for_user(
         at,
         last,
         limit,
+    )
+    return [Upload(**dict(r)) for r in rows]
+
+
+async def unfinished_for_user(conn: asyncpg.Connection, user_id: UUID) -> list[Upload]:
+    """The user's uploads still ``queued`` or ``processing``, oldest first."""
+    rows = await conn.fetch(
+        "SELECT * FROM uploads WHERE user_id = $1 AND status IN ('queued', 'processing')"
+        " ORDER BY created_at, id",
+        user_id,
     )
     return [Upload(**dict(r)) for r in rows]
 

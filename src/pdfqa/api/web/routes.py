@@ -5,11 +5,17 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
-from litestar import Response, Router, get
-from litestar.datastructures import CacheControlHeader
+from litestar import Request, Response, Router, get
+from litestar.datastructures import CacheControlHeader, State
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
+
+from pdfqa import accounts
+from pdfqa.api.cookies import read_session
+from pdfqa.errors import Unauthorized
 
 __all__ = ["CONTENT_SECURITY_POLICY", "static_files_router", "web_router"]
 
@@ -51,14 +57,27 @@ async def login() -> Response[str]:
     return _html("login")
 
 
+async def _signed_in(name: str, request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    """The page, or (no session, or an ended one) a redirect to the login page, which returns
+    here afterwards: a logged-out visit never shows the app, nor makes a request that fails."""
+    token = read_session(request)
+    try:
+        await accounts.authenticate(state.resources, token)
+    except Unauthorized:
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        query = {"next": here, **({"expired": "1"} if token else {})}
+        return Redirect(f"/login?{urlencode(query)}", headers={"Cache-Control": "no-store"})
+    return _html(name)
+
+
 @get("/library", include_in_schema=False)
-async def library() -> Response[str]:
-    return _html("library")
+async def library(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    return await _signed_in("library", request, state)
 
 
 @get("/chat", include_in_schema=False)
-async def chat() -> Response[str]:
-    return _html("chat")
+async def chat(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    return await _signed_in("chat", request, state)
 
 
 @get("/account", include_in_schema=False)

@@ -57,6 +57,7 @@ export class AnswerView {
     this.onCite = onCite;
     this.answer = h("div", { class: "answer", "aria-live": "polite", "aria-atomic": "false" });
     this.badge = h("p", { class: "mode-badge", hidden: true }, h("span", { class: "badge" }));
+    this.reading = h("p", { class: "reading-note", hidden: true });
     this.sourceList = h("ol");
     this.sourceBox = h("details", { class: "sources", hidden: true, open: sourcesOpen },
       h("summary", {}), this.sourceList);
@@ -70,7 +71,7 @@ export class AnswerView {
     this.foot = h("div", { class: "answer-foot" }, this.up, this.down, this.copy, this.status);
     this.el = h("article", { class: "msg" },
       h("p", { class: "question", text: message.question }),
-      h("div", { class: "answer-card" }, this.badge, this.answer, this.sourceBox, this.foot));
+      h("div", { class: "answer-card" }, this.badge, this.reading, this.answer, this.sourceBox, this.foot));
     if (this.id) this.el.dataset.messageId = this.id;
     this.answer.addEventListener("click", (e) => this.cite(e));
     this.sourceList.addEventListener("click", (e) => this.cite(e));
@@ -79,8 +80,19 @@ export class AnswerView {
     this.copy.addEventListener("click", () => this.copyAnswer());
     this.setSources(this.sources);
     this.setMode(message.mode);
+    this.setReading(message.reading);
     this.renderText();
     this.renderVote();
+  }
+
+  /** Documents still being read when this was answered: say how far ("pages 1–140 of 307"). */
+  setReading(reading) {
+    const partial = reading || [];
+    this.reading.hidden = !partial.length;
+    this.el.dataset.reading = partial.length ? "partial" : "";
+    this.reading.textContent = partial.length
+      ? `Answered while reading: ${partial.map((r) => `${r.upload_name}, ${r.note}`).join("; ")}.`
+      : "";
   }
 
   setStreaming(streaming) {

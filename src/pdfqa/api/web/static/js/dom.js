@@ -49,3 +49,27 @@ export function confirmWith(dialog, setup = () => {}, accept = "delete") {
     dialog.showModal();
   });
 }
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dateFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+
+/** "Today, 14:05", "Yesterday, 09:12" or "3 Nov 2026, 17:40" (local time). */
+export function formatDate(iso, now = new Date()) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate()).getTime();
+  const time = timeFormat.format(date);
+  if (date.getTime() >= midnight) return `Today, ${time}`;
+  if (date.getTime() >= midnight - DAY_MS) return `Yesterday, ${time}`;
+  return `${dateFormat.format(date)}, ${time}`;
+}
+
+/** "Today", "Previous 7 days" or "Older": where a date falls for a recency-grouped list. */
+export function recencyGroup(iso, now = new Date()) {
+  const date = new Date(iso).getTime();
+  const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate()).getTime();
+  if (date >= midnight) return "Today";
+  if (date >= midnight - 7 * DAY_MS) return "Previous 7 days";
+  return "Older";
+}

@@ -1,8 +1,10 @@
-// The document library: upload (button or drag and drop, several at once), live progress per
-// upload from its server-sent event stream, status, error reason, delete with confirmation.
+// The document library: upload (button or drag and drop, several at once), live progress of
+// every unfinished upload over ONE server-sent event stream, status, date, error reason, a
+// filter box, open any document in the viewer, delete with confirmation.
 import { api, apiAll, ApiError } from "./api.js";
 import { initChrome } from "./chrome.js";
-import { $, confirmWith, formatBytes, h, showError } from "./dom.js";
+import { $, confirmWith, formatBytes, formatDate, h, showError } from "./dom.js";
+import { Viewer } from "./viewer.js";
 
 const list = $("#uploads");
 const items = new Map(); // upload id (or a local key while sending) -> item
@@ -22,11 +24,16 @@ function plural(n, word) {
   return `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
 }
 
+let opener = null;
+const viewer = new Viewer({ layout: document.body, onClose: () => opener?.focus() });
+
 function createCard(item) {
   const card = h("li", { class: "upload" },
-    h("p", { class: "upload-name", text: item.name }),
+    h("p", { class: "upload-name" },
+      h("button", { class: "link open", type: "button", text: item.name })),
     h("p", { class: "upload-meta" },
-      h("span", { class: "badge" }), " ", h("span", { class: "facts" })),
+      h("span", { class: "badge" }), " ", h("span", { class: "facts" }), " ",
+      h("time", { class: "date" })),
     h("div", { class: "upload-actions" },
       h("a", { class: "button small ask-link", href: "#", hidden: true, text: "Ask" }),
       h("button", { class: "button small danger delete", type: "button" })),
@@ -35,8 +42,39 @@ function createCard(item) {
       h("span", { class: "bar-text", "aria-live": "polite" })),
     h("p", { class: "reason error", role: "alert", hidden: true }));
   $(".delete", card).addEventListener("click", () => remove(item));
+  $(".open", card).addEventListener("click", (e) => {
+    if (!item.id || item.status === "failed" || item.status === "rejected") return;
+    opener = e.currentTarget;
+    viewer.open({ uploadId: item.id, name: item.name, page: 1, passage: "" });
+  });
   item.card = card;
   return card;
+}
+
+// Newest first, the same order as the API's list (created_at, then id, descending), live and
+// after a reload; files still being sent (no id yet) stay on top.
+function stamp(iso) {
+  // "2026-11-26T17:10:00.5Z" -> "2026-11-26T17:10:00.500000": comparable as text to the
+  // microsecond (the API's order), which Date (milliseconds) is not.
+  const m = /^([^.Z+]*)(?:\.(\d+))?/.exec(iso);
+  return m ? `${m[1]}.${(m[2] || "").padEnd(6, "0")}` : iso;
+}
+
+function before(a, b) {
+  if (!a.createdAt || !b.createdAt) return !a.createdAt && !!b.createdAt;
+  const [x, y] = [stamp(a.createdAt), stamp(b.createdAt)];
+  if (x !== y) return x > y;
+  return a.id > b.id;
+}
+
+function place(item) {
+  const byCard = new Map([...items.values()].map((other) => [other.card, other]));
+  const next = [...list.children].find((card) => {
+    const other = byCard.get(card);
+    return card !== item.card && other && before(item, other);
+  });
+  if (next) list.insertBefore(item.card, next);
+  else list.append(item.card);
 }
 
 function render(item) {
@@ -44,6 +82,17 @@ function render(item) {
   const status = item.status;
   card.dataset.status = status;
   if (item.id) card.dataset.id = item.id;
+  const open = $(".open", card);
+  open.textContent = item.name;
+  const openable = Boolean(item.id) && status !== "failed" && status !== "rejected";
+  open.disabled = !openable;
+  open.setAttribute("aria-label", `Open ${item.name}`);
+  const date = $(".date", card);
+  date.hidden = !item.createdAt;
+  if (item.createdAt) {
+    date.dateTime = item.createdAt;
+    date.textContent = `· ${formatDate(item.createdAt)}`;
+  }
   const badge = $(".badge", card);
   badge.className = `badge ${status}`;
   badge.textContent = LABELS[status] || status;
@@ -87,6 +136,7 @@ function render(item) {
   remove.textContent = status === "rejected" ? "Dismiss" : "Delete";
   remove.setAttribute("aria-label", `${remove.textContent} ${item.name}`);
   $("#empty").hidden = items.size > 0;
+  applyFilter();
 }
 
 function fromUpload(upload) {
@@ -101,105 +151,140 @@ function fromUpload(upload) {
     pagesOcr: upload.pages_ocr ?? 0,
     chunks: upload.chunks ?? 0,
     error: upload.error || "",
+    createdAt: upload.created_at,
   };
 }
 
-function add(item, { first = false } = {}) {
+function add(item) {
   items.set(item.id || item.key, item);
-  const card = createCard(item);
-  if (first) list.prepend(card);
-  else list.append(card);
+  createCard(item);
+  place(item);
   render(item);
-  if (item.status === "queued" || item.status === "processing") watch(item);
 }
 
-// Progress: one EventSource per unfinished upload. Its first event is the current state, so a
-// reconnect loses nothing. On any error we close it and reconnect ourselves with a back-off,
-// after asking the API for the upload (which also notices an expired session).
-function watch(item) {
-  stopWatching(item);
-  const source = new EventSource(`/api/v1/uploads/${encodeURIComponent(item.id)}/events`);
-  item.source = source;
+// --- The filter box -----------------------------------------------------------------------
+
+function applyFilter() {
+  const query = $("#filter").value.trim().toLocaleLowerCase();
+  let shown = 0;
+  for (const item of items.values()) {
+    const match = !query || item.name.toLocaleLowerCase().includes(query);
+    item.card.hidden = !match;
+    if (match) shown += 1;
+  }
+  const none = $("#no-match");
+  none.hidden = !query || shown > 0 || items.size === 0;
+  if (!none.hidden) none.textContent = `No document’s name contains “${$("#filter").value.trim()}”.`;
+}
+
+// Progress: ONE EventSource for all the user's unfinished uploads (/uploads/events), whatever
+// their number: the browser's per-host connection limit is never used up by progress. Each
+// event names its upload; on (re)connecting the server first sends every unfinished upload's
+// current state, so a reconnect loses nothing. On an error we close it and reconnect ourselves
+// with a back-off, after asking the API for the list (which also notices an expired session).
+const stream = { source: null, attempt: 0, retry: null };
+
+function unfinished(item) {
+  return Boolean(item.id) && (item.status === "queued" || item.status === "processing");
+}
+
+function follow() {
+  if (stream.source || stream.retry) return;
+  if (![...items.values()].some(unfinished)) return;
+  const source = new EventSource("/api/v1/uploads/events");
+  stream.source = source;
   source.addEventListener("open", () => {
-    item.attempt = 0;
-    item.connection = "live";
-    render(item);
+    stream.attempt = 0;
+    for (const item of items.values()) {
+      if (item.connection === "reconnecting") {
+        item.connection = "live";
+        render(item);
+      }
+    }
   });
-  source.addEventListener("progress", (e) => {
-    const data = JSON.parse(e.data);
-    Object.assign(item, {
-      status: data.pages_total ? "processing" : "queued",
-      pagesDone: data.pages_done,
-      pagesTotal: data.pages_total,
-      chunks: data.chunks,
-    });
-    render(item);
+  source.addEventListener("progress", (e) => update(e, (item, data) => Object.assign(item, {
+    status: data.pages_total ? "processing" : "queued",
+    pagesDone: data.pages_done,
+    pagesTotal: data.pages_total,
+    chunks: data.chunks,
+  })));
+  source.addEventListener("ready", (e) => update(e, (item, data) => Object.assign(item, {
+    status: "ready",
+    pagesDone: data.pages_total,
+    pagesTotal: data.pages_total,
+    chunks: data.chunks,
+    pagesSkipped: data.pages_skipped,
+    pagesOcr: data.pages_ocr ?? 0,
+    connection: "done",
+  })));
+  source.addEventListener("failed", (e) => update(e, (item, data) => Object.assign(item, {
+    status: "failed", error: data.reason, connection: "done",
+  })));
+  source.addEventListener("deleted", (e) => {
+    const item = items.get(JSON.parse(e.data).upload_id);
+    if (item) forget(item);
+    settle();
   });
-  source.addEventListener("ready", (e) => {
-    const data = JSON.parse(e.data);
-    stopWatching(item);
-    Object.assign(item, {
-      status: "ready",
-      pagesDone: data.pages_total,
-      pagesTotal: data.pages_total,
-      chunks: data.chunks,
-      pagesSkipped: data.pages_skipped,
-      pagesOcr: data.pages_ocr ?? 0,
-      connection: "done",
-    });
-    render(item);
-  });
-  source.addEventListener("failed", (e) => {
-    const data = JSON.parse(e.data);
-    stopWatching(item);
-    Object.assign(item, { status: "failed", error: data.reason, connection: "done" });
-    render(item);
-  });
-  source.addEventListener("deleted", () => stopWatching(item));
   source.addEventListener("error", () => {
-    if (item.source !== source) return;
-    stopWatching(item);
-    item.connection = "reconnecting";
-    render(item);
-    const delay = RETRY_MS[Math.min(item.attempt || 0, RETRY_MS.length - 1)];
-    item.attempt = (item.attempt || 0) + 1;
-    item.retry = setTimeout(() => reconnect(item), delay);
+    if (stream.source !== source) return;
+    source.close();
+    stream.source = null;
+    for (const item of items.values()) {
+      if (unfinished(item)) {
+        item.connection = "reconnecting";
+        render(item);
+      }
+    }
+    const delay = RETRY_MS[Math.min(stream.attempt, RETRY_MS.length - 1)];
+    stream.attempt += 1;
+    stream.retry = setTimeout(reconnect, delay);
   });
 }
 
-async function reconnect(item) {
-  if (!items.has(item.id)) return;
-  try {
-    const upload = await api(`/uploads/${encodeURIComponent(item.id)}`);
-    Object.assign(item, fromUpload(upload));
-    if (item.status === "queued" || item.status === "processing") {
-      watch(item);
-    } else {
-      item.connection = "done";
-    }
-    render(item);
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 404) {
-      forget(item);
+async function update(event, apply) {
+  const data = JSON.parse(event.data);
+  let item = items.get(data.upload_id);
+  if (!item) {
+    // An upload from another tab or client: show it too.
+    try {
+      item = fromUpload(await api(`/uploads/${encodeURIComponent(data.upload_id)}`));
+    } catch {
       return;
     }
-    const delay = RETRY_MS[Math.min(item.attempt || 0, RETRY_MS.length - 1)];
-    item.attempt = (item.attempt || 0) + 1;
-    item.retry = setTimeout(() => reconnect(item), delay);
+    if (items.has(item.id)) item = items.get(item.id);
+    else add(item);
+  }
+  apply(item, data);
+  render(item);
+  settle();
+}
+
+/** Close the stream once nothing is left to follow. */
+function settle() {
+  if (stream.source && ![...items.values()].some(unfinished)) {
+    stream.source.close();
+    stream.source = null;
   }
 }
 
-function stopWatching(item) {
-  item.source?.close();
-  item.source = null;
-  clearTimeout(item.retry);
+async function reconnect() {
+  stream.retry = null;
+  try {
+    await api("/uploads?limit=1"); // a 401 goes to the login page
+  } catch (err) {
+    const delay = RETRY_MS[Math.min(stream.attempt, RETRY_MS.length - 1)];
+    stream.attempt += 1;
+    stream.retry = setTimeout(reconnect, delay);
+    return;
+  }
+  follow();
 }
 
 function forget(item) {
-  stopWatching(item);
   items.delete(item.id || item.key);
   item.card.remove();
   $("#empty").hidden = items.size > 0;
+  applyFilter();
 }
 
 async function remove(item) {
@@ -225,7 +310,7 @@ let localKeys = 0;
 
 async function send(file) {
   const item = { key: `local-${++localKeys}`, name: file.name, size: file.size, status: "uploading" };
-  add(item, { first: true });
+  add(item);
   if (file.size > maxBytes) {
     Object.assign(item, {
       status: "rejected",
@@ -239,13 +324,18 @@ async function send(file) {
   try {
     const accepted = await api("/uploads", { method: "POST", body });
     items.delete(item.key);
+    if (items.has(accepted.id)) {
+      // The stream announced it first (it is another tab's view of this upload): keep one card.
+      items.get(accepted.id).card.remove();
+    }
     Object.assign(item, {
       id: accepted.id, name: accepted.name, size: accepted.size, status: accepted.status,
-      pagesDone: 0, pagesTotal: 0, chunks: 0,
+      pagesDone: 0, pagesTotal: 0, chunks: 0, createdAt: accepted.created_at,
     });
     items.set(item.id, item);
+    place(item);
     render(item);
-    watch(item);
+    follow();
   } catch (err) {
     Object.assign(item, { status: "rejected", error: err.message });
     render(item);
@@ -287,12 +377,14 @@ function setUpDropzone() {
 async function start() {
   initChrome();
   setUpDropzone();
+  $("#filter").addEventListener("input", applyFilter);
   try {
     const [meta, uploads] = await Promise.all([api("/meta"), apiAll("/uploads")]);
     maxBytes = meta.max_upload_bytes;
     $("#limit-note").textContent = `PDF files up to ${formatBytes(maxBytes)} each.`;
     for (const upload of uploads) add(fromUpload(upload));
     $("#empty").hidden = items.size > 0;
+    follow();
   } catch (err) {
     if (err.status !== 401) showError($("#library-error"), err.message);
   }

@@ -71,7 +71,9 @@ def test_change_password_and_log_out_everywhere(browser: Browser, extractive: Se
         assert nav.evaluate("(el) => el.scrollWidth <= el.clientWidth"), "links cut off"
         for name in ("Documents", "Chat", "Account", "Log out"):
             box = phone.get_by_role("banner").get_by_text(name, exact=True).bounding_box()
-            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+            assert box is not None
+            assert box["x"] >= 0
+            assert box["x"] + box["width"] <= PHONE["width"]
         screenshot(phone, "account-phone")
 
         # Cancel keeps every session; confirming ends them all, this one included.

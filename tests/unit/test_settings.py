@@ -52,3 +52,12 @@ def test_the_readme_documents_every_setting_with_its_default() -> None:
             shown = str(value).lower() if isinstance(value, bool) else str(value)
             expected = f"`{shown}`" if shown else "*(empty)*"
             assert expected in row, f"README shows the wrong default for PDFQA_{name.upper()}"
+
+
+def test_the_arq_worker_settings_are_not_resolved_at_import() -> None:
+    """``arq pdfqa.jobs.worker.WorkerSettings`` reads the environment (and PostgreSQL) only when
+    arq first reads the settings; importing the module opens nothing."""
+    from pdfqa.jobs.worker import WorkerSettings
+
+    assert isinstance(WorkerSettings, dict)  # arq takes a dict as it is
+    assert dict.__len__(WorkerSettings) == 0  # nothing filled in yet

@@ -76,6 +76,7 @@ async def phase(name: str, workdir: Path) -> tuple[list[float], list[float]]:
         max_storage_bytes=0,
         retrieval_cache_ttl_s=0,
         scrypt_log_n=14,
+        page_timeout_s=300.0,  # a loaded machine must not fail the one document
     )
     port = free_port()
     server = uvicorn.Server(

@@ -272,9 +272,14 @@ async def retry(res: Resources, job_id: str) -> JobView | None:
         log.info("admin retry of the ingestion of upload %s", upload_id)
         return None
     if function == lifecycle.PURGE:
+        upload_id = _upload_id(key)
         default = res.queues.name("default")
+        job = Job(job_id, res.redis, _queue_name=default, _deserializer=deserialize)
+        finished = await job.result_info()
+        if finished is None or finished.success:
+            raise Conflict("Only a failed job can be retried.")
         await queue.clear_job(res.redis, default, job_id)
-        await queue.enqueue(res.redis, default, function, job_id, key)
+        await queue.enqueue(res.redis, default, function, job_id, str(upload_id))
         return None
     raise Conflict("This kind of job cannot be retried.")
 

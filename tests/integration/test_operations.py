@@ -232,6 +232,8 @@ async def test_dashboard_states_failure_abort_retry_and_403(
     body = (await client.get("/api/v1/admin/jobs", headers=admin)).json()
     purge = [j for j in body["jobs"] if j["function"] == "purge_upload"]
     assert [j["state"] for j in purge] == ["complete"]
+    r = await client.post(f"/api/v1/admin/jobs/{purge[0]['id']}/retry", headers=admin)
+    assert r.status_code == 409  # it did not fail
     default_queue = next(q for q in body["queues"] if q["queue"] == "default")
     assert default_queue["complete"] == 1
     assert default_queue["waiting"] == 0

@@ -168,7 +168,12 @@ def create_app(
         lifespan=[lifespan],
         plugins=plugins,
         logging_config=LoggingConfig(
-            log_exceptions="always", disable_stack_trace={*QUIET_STATUSES, *QUIET_ERRORS}
+            # The root logger is pdfqa's (``pdfqa.logs``: JSON lines); Litestar's records go
+            # there too instead of to a handler and format of its own.
+            configure_root_logger=False,
+            loggers={"litestar": {"level": "INFO", "propagate": True}},
+            log_exceptions="always",
+            disable_stack_trace={*QUIET_STATUSES, *QUIET_ERRORS},
         ),
         openapi_config=OpenAPIConfig(
             title="pdfqa",

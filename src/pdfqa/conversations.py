@@ -283,7 +283,9 @@ async def _answer(  # noqa: PLR0915 - one stream, its spans and its error events
     try:
         with trace.use_span(root, end_on_exit=False):
             query = await _standalone(res, question, earlier, history)
-            found = await retrieve(res, user_id=user_id, upload_names=names, query=query)
+            found = await retrieve(
+                res, user_id=user_id, upload_names=names, query=query, cache=not reading
+            )
         # The sources are always shown, "not found" included: the person can check them.
         sources = found.sources
         threshold = res.settings.min_confidence

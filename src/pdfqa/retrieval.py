@@ -116,12 +116,14 @@ async def retrieve(
     query: str,
     limit: int | None = None,
     tuning: Tuning | None = None,
+    cache: bool = True,
 ) -> Retrieval:
     """Search the given uploads (which must all be the caller's) for ``query``.
 
     The result is cached in Redis for ``retrieval_cache_ttl_s`` under a key that holds each
     upload's generation (:func:`invalidate` moves it: a delete or a re-ingestion), so a cached
-    result never outlives the uploads it came from.
+    result never outlives the uploads it came from. ``cache=False`` while any of the uploads is
+    still being read: its next pages would make a cached result stale.
     """
     settings = res.settings
     tuning = tuning or Tuning.from_settings(settings)
@@ -129,7 +131,7 @@ async def retrieve(
     with metrics.timed(metrics.RETRIEVAL), tracer.start_as_current_span("retrieve") as span:
         span.set_attribute("uploads", len(upload_names))
         key = None
-        if settings.retrieval_cache_ttl_s > 0:
+        if cache and settings.retrieval_cache_ttl_s > 0:
             key = await _cache_key(res, user_id, upload_names, query, limit, tuning)
             cached = await res.redis.get(key)
             metrics.cache_result("retrieval", cached is not None)

@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from prometheus_client import REGISTRY
 
 from pdfqa.ingest import Stopped
 from pdfqa.lifecycle import ingest_upload
@@ -26,6 +27,16 @@ from tests.integration.test_conversations import SSE, conversation, parse_sse
 
 Client = AsyncTestClient[Litestar]
 ENOUGH_PAGES = 12
+
+
+def retrieval_cache(result: str) -> float:
+    """How many retrieval cache look-ups had ``result`` (``hit``, ``miss``), from /metrics'
+    registry."""
+    value = REGISTRY.get_sample_value(
+        "pdfqa_cache_requests_total", {"cache": "retrieval", "result": result}
+    )
+    assert value is not None
+    return value
 
 
 async def _ingest_until(resources: Resources, upload_id: UUID, pages: int) -> int:
@@ -88,6 +99,19 @@ async def test_a_question_is_answered_from_the_pages_read_so_far(
     ]
     assert events[0][1]["reading"] == expected
     assert events[-1][1]["reading"] == expected
+    # Asked again while the document is still being read: searched again, never served from the
+    # retrieval cache (the next pages would make a cached result stale).
+    hits = retrieval_cache("hit")
+    misses = retrieval_cache("miss")
+    again = await client.post(
+        f"/api/v1/conversations/{conv['id']}/messages",
+        json={"question": question},
+        headers=headers,
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["reading"] == expected
+    assert retrieval_cache("hit") == hits
+    assert retrieval_cache("miss") == misses
     # The first question names the conversation.
     detail = (await client.get(f"/api/v1/conversations/{conv['id']}", headers=headers)).json()
     assert detail["title"] == question
@@ -106,3 +130,12 @@ async def test_a_question_is_answered_from_the_pages_read_so_far(
     body = r.json()
     assert body["reading"] == []
     assert any(s["page"] > done for s in body["sources"]), [s["page"] for s in body["sources"]]
+    # Once it is read, the same question comes from the cache.
+    hits = retrieval_cache("hit")
+    r = await client.post(
+        f"/api/v1/conversations/{conv['id']}/messages",
+        json={"question": "What were Uber's total revenues in 2021?"},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    assert retrieval_cache("hit") == hits + 1

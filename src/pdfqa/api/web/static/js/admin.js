@@ -1,6 +1,7 @@
 // The jobs dashboard: a live feed of snapshots (queues, workers, jobs) over server-sent events,
 // and the retry / abort actions. Admins only: anyone else gets the API's 403 as a message.
 import { api, ApiError, problemDetail, toLogin } from "./api.js";
+import { initChrome } from "./chrome.js";
 import { readEvents } from "./sse.js";
 
 const $ = (id) => document.getElementById(id);
@@ -135,4 +136,5 @@ async function follow() {
   }
 }
 
+initChrome();
 follow().catch((err) => showError(err instanceof ApiError ? err.message : String(err)));

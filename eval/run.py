@@ -38,7 +38,8 @@ import msgspec
 import numpy as np
 from bench.ingest import reset_database
 
-from pdfqa.lifecycle import ingest_upload
+from pdfqa.errors import IngestError
+from pdfqa.lifecycle import fail, ingest_upload
 from pdfqa.resources import Resources, open_resources
 from pdfqa.retrieval import Retrieval, Tuning, embed_query, retrieve
 from pdfqa.settings import Settings, load_settings
@@ -119,13 +120,19 @@ def fingerprint(settings: Settings) -> str:
         path = ROOT / "src" / "pdfqa" / name
         if path.exists():
             digest.update(path.read_bytes())
-    for field in ("chunk_tokens", "chunk_overlap_tokens", "extract_tables", "embedding_provider"):
+    for field in (
+        "chunk_tokens",
+        "chunk_overlap_tokens",
+        "extract_tables",
+        "embedding_provider",
+        "embed_context",
+    ):
         digest.update(repr(getattr(settings, field)).encode())
     return digest.hexdigest()[:16]
 
 
 async def ingest_all(
-    res: Resources, docs: dict[str, Path]
+    res: Resources, docs: dict[str, Path], *, skip_missing: bool = False
 ) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
     """The eval user's ready uploads by document name, ingesting the ones not there yet."""
     async with res.db.acquire() as conn:
@@ -135,7 +142,7 @@ async def ingest_all(
             user_id = user.id
         else:
             user_id = row["id"]
-        have = {u.name: u for u in await uploads.list_for_user(conn, user_id)}
+        have = {u.name: u for u in await uploads.list_for_user(conn, user_id, limit=10_000)}
     ids: dict[str, uuid.UUID] = {}
     for name, path in sorted(docs.items(), key=lambda item: item[1].stat().st_size):
         known = have.get(name)
@@ -144,6 +151,8 @@ async def ingest_all(
             continue
         if known is not None and known.status == "failed":
             continue  # no text layer (images only): it counts as misses
+        if skip_missing:
+            continue
         if known is not None:  # an earlier run was interrupted mid-way: start it again
             async with res.db.acquire() as conn:
                 await conn.execute("DELETE FROM uploads WHERE id = $1", known.id)
@@ -162,7 +171,10 @@ async def ingest_all(
                 job_id=f"eval:{upload_id}",
             )
         t0 = time.perf_counter()
-        result = await ingest_upload(res, upload_id)
+        try:
+            result = await ingest_upload(res, upload_id)
+        except IngestError as err:  # the job runner records it so; so does the eval
+            result = await fail(res, upload_id, str(err))
         took = time.perf_counter() - t0
         print(
             f"  {name}: {result.status}, {result.pages_total} pages, {result.chunks} chunks, "
@@ -309,12 +321,20 @@ async def evaluate(
     *,
     sweep: bool = False,
     with_tutorial: bool = True,
+    skip_missing: bool = False,
 ) -> None:
     docs = {q.doc: q.path for q in questions}
     started = time.perf_counter()
     async with open_resources(settings) as res:
         print(f"ingesting what is missing of {len(docs)} documents", flush=True)
-        user_id, ids = await ingest_all(res, docs)
+        user_id, ids = await ingest_all(res, docs, skip_missing=skip_missing)
+        if skip_missing:
+            async with res.db.acquire() as conn:
+                rows = await conn.fetch("SELECT name FROM uploads WHERE status = 'failed'")
+            kept = set(ids) | {r["name"] for r in rows}
+            questions = [q for q in questions if q.doc in kept]
+            docs = {q.doc: q.path for q in questions}
+            print(f"--skip-missing: {len(docs)} documents, {len(questions)} questions", flush=True)
         t_ingest = time.perf_counter() - started
         tutorial = Tutorial(res, data / "tutorial")
         for name, path in sorted(docs.items(), key=lambda item: item[1].stat().st_size):
@@ -327,11 +347,16 @@ async def evaluate(
             "- dense only": msgspec.structs.replace(base, mode="dense"),
             "- sparse only": msgspec.structs.replace(base, mode="sparse"),
             "- pages not distinct": msgspec.structs.replace(base, distinct_pages=False),
+            "- page support 0": msgspec.structs.replace(base, page_support=0.0),
         }
         if sweep:
             for dw, sw in ((1.0, 1.5), (1.5, 1.0), (1.0, 2.0), (2.0, 1.0)):
                 variants[f"weights {dw:g}:{sw:g}"] = msgspec.structs.replace(
                     base, dense_weight=dw, sparse_weight=sw
+                )
+            for support in (0.25, 1.0):
+                variants[f"page support {support:g}"] = msgspec.structs.replace(
+                    base, page_support=support
                 )
             for prefetch in (10, 20, 80):
                 variants[f"prefetch {prefetch}"] = msgspec.structs.replace(base, prefetch=prefetch)
@@ -442,6 +467,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="keep the stored chunks even if the code changed"
     )
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="ingest nothing: ask only about the documents already stored (or failed)",
+    )
+    parser.add_argument(
+        "--docs", type=Path, help="a file of document names, one a line: only their questions"
+    )
     args = parser.parse_args(argv)
     env = {k: v for k, v in os.environ.items() if k.startswith("PDFQA_")}
     loaded = load_settings(env)
@@ -466,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         questions += own_questions(args.questions)
     if args.only in (None, "mmlongbench-dev"):
         questions += benchmark_questions(args.benchmark)
+    if args.docs is not None:
+        wanted = set(args.docs.read_text().split())
+        questions = [q for q in questions if q.doc in wanted]
     if args.max_pages:
         import pypdfium2
 
@@ -477,7 +513,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"pdfqa retrieval eval: {len(questions)} questions, data in {args.data}", flush=True)
     asyncio.run(
         evaluate(
-            settings, questions, args.data, sweep=args.sweep, with_tutorial=not args.no_tutorial
+            settings,
+            questions,
+            args.data,
+            sweep=args.sweep,
+            with_tutorial=not args.no_tutorial,
+            skip_missing=args.skip_missing,
         )
     )
 

@@ -55,6 +55,8 @@ class Tuning(msgspec.Struct, frozen=True):
     sparse_weight: float = 1.0
     distinct_pages: bool = True
     """One source per page: the best passage of a page stands for it."""
+    page_support: float = 0.5
+    """Share of a further passage's score that its page gains."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tuning:
@@ -211,7 +213,11 @@ async def _retrieve(  # noqa: PLR0917
         weights=(tuning.dense_weight, tuning.sparse_weight),
         with_dense=True,
     )
-    hits = _distinct_pages(found, limit) if tuning.distinct_pages else found[:limit]
+    hits = (
+        _distinct_pages(found, limit, tuning.page_support)
+        if tuning.distinct_pages
+        else found[:limit]
+    )
     names = {str(k): v for k, v in upload_names.items()}
     sources = [
         Source(
@@ -243,7 +249,7 @@ async def _retrieve(  # noqa: PLR0917
     )
 
 
-def _distinct_pages(hits: Sequence[Hit], limit: int) -> list[Hit]:
+def _distinct_pages(hits: Sequence[Hit], limit: int, support: float = PAGE_SUPPORT) -> list[Hit]:
     """One hit per page, best pages first, up to ``limit``.
 
     A page's best passage stands for it; a page on which other passages matched as well ranks
@@ -258,7 +264,7 @@ def _distinct_pages(hits: Sequence[Hit], limit: int) -> list[Hit]:
             best[key] = hit
             score[key] = hit.score
         else:
-            score[key] += PAGE_SUPPORT * hit.score
+            score[key] += support * hit.score
     ranked = sorted(best, key=lambda k: -score[k])  # stable: ties keep the engine's order
     return [best[k] for k in ranked[:limit]]
 

@@ -500,8 +500,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.only in (None, "mmlongbench-dev"):
         questions += benchmark_questions(args.benchmark)
     if args.docs is not None:
-        wanted = set(args.docs.read_text().split())
-        questions = [q for q in questions if q.doc in wanted]
+        listed = set(args.docs.read_text().split())
+        questions = [q for q in questions if q.doc in listed]
     if args.max_pages:
         import pypdfium2
 

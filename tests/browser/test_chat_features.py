@@ -179,7 +179,7 @@ def test_conversations_titled_renamed_grouped_searched_and_edited(
     # A second conversation; search finds each by title or by a question asked in it.
     page.get_by_role("link", name="New", exact=True).click()
     page.get_by_role("checkbox", name=re.compile("quivr_sample.pdf")).check()
-    page.get_by_label("Title").fill("Quivr questions")
+    page.get_by_label("Title (optional)").fill("Quivr questions")
     page.get_by_role("button", name="Start conversation").click()
     expect(page.get_by_role("heading", name="Quivr questions")).to_be_visible()
     search = page.get_by_label("Search conversations")

@@ -131,7 +131,7 @@ def test_register_upload_ask_cite_vote_and_come_back(
     # Ask about it: a new conversation over the ready document.
     page.get_by_role("link", name="Ask about DeepSeek_R1.pdf").click()
     expect(page.get_by_role("checkbox", name=re.compile("DeepSeek_R1.pdf"))).to_be_checked()
-    page.get_by_label("Title").fill("How R1 learns")
+    page.get_by_label("Title (optional)").fill("How R1 learns")
     page.get_by_role("button", name="Start conversation").click()
     expect(page).to_have_url(re.compile(r"/chat\?c="))
     expect(page.get_by_role("heading", name="How R1 learns")).to_be_visible()

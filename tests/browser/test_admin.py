@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
+from pdfqa.queue import QUEUE_KINDS
 from tests.browser.conftest import Console, Server, new_context, screenshot, serve
 from tests.browser.helpers import api_user, new_email, register
 
@@ -35,10 +36,11 @@ def test_the_admin_page_follows_jobs_and_workers_live(
     expect(page.locator("#live")).to_contain_text("live")
     expect(page.locator("#queues tr[data-queue=ingest]")).to_be_visible()
     expect(page.locator("#queues tr[data-queue=default]")).to_be_visible()
+    expect(page.locator("#queues tr[data-queue=ocr]")).to_be_visible()
     # The embedded worker: one worker per queue, each with its own heartbeat.
-    expect(page.locator("#workers tr")).to_have_count(2)
-    expect(page.locator("#workers")).to_contain_text("ingest")
-    expect(page.locator("#workers")).to_contain_text("default")
+    expect(page.locator("#workers tr")).to_have_count(len(QUEUE_KINDS))
+    for kind in QUEUE_KINDS:
+        expect(page.locator("#workers")).to_contain_text(kind)
 
     with httpx.Client(base_url=server.base, timeout=60) as http:
         user = api_user(http, new_email("uploader"))

@@ -267,10 +267,27 @@ function settle() {
   }
 }
 
+// Before opening the stream again, ask the API for every upload that was unfinished (a 401 goes
+// to the login page): one that ended while the connection was down is shown as it is now, since
+// the stream only carries unfinished uploads.
 async function reconnect() {
   stream.retry = null;
   try {
-    await api("/uploads?limit=1"); // a 401 goes to the login page
+    for (const item of [...items.values()].filter(unfinished)) {
+      let upload;
+      try {
+        upload = await api(`/uploads/${encodeURIComponent(item.id)}`);
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 404) {
+          forget(item);
+          continue;
+        }
+        throw err;
+      }
+      Object.assign(item, fromUpload(upload));
+      item.connection = unfinished(item) ? "reconnecting" : "done";
+      render(item);
+    }
   } catch (err) {
     const delay = RETRY_MS[Math.min(stream.attempt, RETRY_MS.length - 1)];
     stream.attempt += 1;

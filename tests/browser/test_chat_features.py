@@ -400,7 +400,7 @@ def test_viewer_zoom_fit_find_text_layer_focus_and_small_fixes(
     assert "DeepSeek" in text
 
     # Find in document, with pdf.js's find controller: count, next match on another page.
-    find = page.get_by_label("Find in document", exact=True)
+    find = page.get_by_role("searchbox", name="Find in document")
     find.fill("reinforcement learning")
     count = page.locator("#viewer-find-count")
     expect(count).to_have_text(re.compile(r"^\d+ of \d+$"))

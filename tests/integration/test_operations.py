@@ -228,7 +228,7 @@ async def test_dashboard_states_failure_abort_retry_and_403(
     body = (await client.get("/api/v1/admin/jobs", headers=admin)).json()
     purge = [j for j in body["jobs"] if j["function"] == "purge_upload"]
     assert [j["state"] for j in purge] == ["queued"]
-    assert on_app(client, run_jobs, resources, ("default",)) == 1
+    assert on_app(client, run_jobs, resources, "default") == 1
     body = (await client.get("/api/v1/admin/jobs", headers=admin)).json()
     purge = [j for j in body["jobs"] if j["function"] == "purge_upload"]
     assert [j["state"] for j in purge] == ["complete"]

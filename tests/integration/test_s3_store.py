@@ -143,5 +143,5 @@ async def test_the_whole_ingestion_runs_on_s3(client: Client, corpus: Path) -> N
     assert r.content == pdf.read_bytes()
     r = await client.delete(f"/api/v1/uploads/{accepted['id']}", headers=headers)
     assert r.status_code == 204
-    assert on_app(client, run_jobs, res, ("default",)) == 1
+    assert on_app(client, run_jobs, res, "default") == 1
     assert not on_app(client, res.files.exists, accepted["id"])

@@ -245,7 +245,13 @@ export class Viewer {
       get page() { return viewer.pageNumber || 1; },
       set page(n) { viewer.go(n, "none"); },
     };
-    this.findController = new PDFFindController({ linkService, eventBus: this.eventBus });
+    // The count is reported once every page has been searched: "3 of 12" never grows under
+    // the person's eyes (or a test's), and "Searching…" shows until then.
+    this.findController = new PDFFindController({
+      linkService,
+      eventBus: this.eventBus,
+      updateMatchesCountOnProgress: false,
+    });
     this.findController.setDocument(doc);
     const count = $("#viewer-find-count");
     const show = ({ state, matchesCount }) => {
@@ -267,6 +273,7 @@ export class Viewer {
   find(previous, typing = false) {
     if (!this.eventBus) return;
     const query = $("#viewer-find-input").value;
+    if (typing) $("#viewer-find-count").textContent = query.trim() ? "Searching…" : "";
     this.eventBus.dispatch("find", {
       source: this,
       type: typing ? "" : "again",

@@ -49,6 +49,9 @@ def register(page: Page, email: str) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     expect(page).to_have_url(re.compile(r"/library$"))
+    # The library's script has taken over (its listeners are attached before it asks the server
+    # for the upload limit it shows): a file chosen earlier would go nowhere.
+    expect(page.locator("#limit-note")).to_contain_text("PDF files up to")
 
 
 def drop_file(page: Page, selector: str, path: Path) -> None:

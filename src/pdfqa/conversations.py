@@ -77,21 +77,24 @@ class ConversationDetail(msgspec.Struct, frozen=True):
     """Named after its documents until its first question names it."""
 
 
-async def _askable_uploads(conn: Any, user_id: UUID, upload_ids: Sequence[UUID]) -> list[UUID]:
-    """The distinct ids, checked: each the caller's and not failed (404 / 409 otherwise)."""
+async def _askable_uploads(conn: Any, user_id: UUID, upload_ids: Sequence[UUID]) -> list[Upload]:
+    """The distinct uploads, in the order asked, checked: each the caller's and not failed
+    (404 / 409 otherwise)."""
     wanted = list(dict.fromkeys(upload_ids))
     if not wanted:
         raise InvalidInput("Choose at least one document.")
     if len(wanted) > MAX_UPLOADS:
         raise InvalidInput(f"A conversation can cover at most {MAX_UPLOADS} documents.")
     by_id = {u.id: u for u in await upload_store.get_many(conn, wanted, user_id)}
+    found = []
     for upload_id in wanted:
         upload = by_id.get(upload_id)
         if upload is None:
             raise NotFound(f"No such upload: {upload_id}.")
         if upload.status not in ASKABLE:
             raise Conflict(f"{upload.name} cannot be asked about: its upload {upload.status}.")
-    return wanted
+        found.append(upload)
+    return found
 
 
 async def create_conversation(
@@ -102,10 +105,9 @@ async def create_conversation(
     Without a title it is named after its documents until its first question names it.
     """
     async with res.db.acquire() as conn:
-        wanted = await _askable_uploads(conn, user_id, upload_ids)
-        by_id = {u.id: u for u in await upload_store.get_many(conn, wanted, user_id)}
-        found = [by_id.get(u) for u in wanted]
-        names = [u.name for u in found if u is not None]
+        found = await _askable_uploads(conn, user_id, upload_ids)
+        wanted = [u.id for u in found]
+        names = [u.name for u in found]
         default = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
         clean = display_name(title or "", limit=200)
         return await store.create(
@@ -131,7 +133,7 @@ async def update_conversation(
                 raise InvalidInput("A title cannot be empty.")
             await store.rename(conn, conversation_id, user_id, clean)
         if upload_ids is not None:
-            wanted = await _askable_uploads(conn, user_id, upload_ids)
+            wanted = [u.id for u in await _askable_uploads(conn, user_id, upload_ids)]
             await store.set_uploads(conn, conversation_id, wanted)
         found = await store.get(conn, conversation_id, user_id)
     if found is None:

@@ -364,6 +364,7 @@ async def evaluate(
         verdicts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         confidences: list[tuple[str, bool, float]] = []
         features: list[dict[str, object]] = []
+        outcomes: list[dict[str, object]] = []
         for q in questions:
             ready = q.doc in ids
             buckets_all = [f"{q.set}|all docs", f"{q.set}|kind {q.kind}|all docs"]
@@ -371,8 +372,19 @@ async def evaluate(
                 [f"{q.set}|text docs", f"{q.set}|kind {q.kind}|text docs"] if ready else []
             )
             dense = await embed_query(res, q.question)
+            outcome: dict[str, object] = {
+                "set": q.set,
+                "doc": q.doc,
+                "kind": q.kind,
+                "question": q.question,
+                "evidence": q.pages,
+                "ready": ready,
+            }
+            outcomes.append(outcome)
             if q.answerable and with_tutorial:
-                tallies["tutorial"].add(buckets, q.pages, tutorial.pages(q.doc, dense))
+                baseline = tutorial.pages(q.doc, dense)
+                outcome["tutorial"] = baseline
+                tallies["tutorial"].add(buckets, q.pages, baseline)
             if not ready:
                 if q.answerable:
                     for name in variants:
@@ -388,6 +400,8 @@ async def evaluate(
                 if q.answerable:
                     tallies[name].add(buckets, q.pages, source_pages(found))
                 if name == "pdfqa":
+                    outcome["pdfqa"] = source_pages(found)
+                    outcome["confidence"] = found.confidence
                     key = f"{q.set}|{'answerable' if q.answerable else 'unanswerable'}"
                     verdicts[key][0 if found.relevant else 1] += 1
                     confidences.append((q.set, q.answerable, found.confidence))
@@ -401,6 +415,7 @@ async def evaluate(
                     )
         t_total = time.perf_counter() - started
     (data / "signals.jsonl").write_text("".join(json.dumps(f) + "\n" for f in features))
+    (data / "outcomes.jsonl").write_text("".join(json.dumps(o) + "\n" for o in outcomes))
     report(questions, ids, tallies, verdicts, confidences)
     print(f"\n(ingestion {t_ingest:.0f} s, whole run {t_total:.0f} s)")
 

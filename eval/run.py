@@ -125,7 +125,6 @@ def fingerprint(settings: Settings) -> str:
         "chunk_overlap_tokens",
         "extract_tables",
         "embedding_provider",
-        "embed_context",
     ):
         digest.update(repr(getattr(settings, field)).encode())
     return digest.hexdigest()[:16]

@@ -137,7 +137,12 @@ def main() -> None:
     parser.add_argument("--ocr-seconds", type=float, default=120, help="OCR rate window")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pdfqa-bench-ocr-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PDFQA_")}
+    # The OCR settings pass through (PDFQA_OCR_THREADS=1 ...), so an operator can bench theirs.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PDFQA_") or k.startswith("PDFQA_OCR_")
+    }
     env.update(
         PDFQA_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/pdfqa_bench_ocr",
         PDFQA_DATA_DIR=str(workdir / "data"),

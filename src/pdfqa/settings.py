@@ -149,6 +149,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Address-space limit of each OCR child process (onnxruntime and the models need ~1 GB)."""
     ocr_nice: int = 10
     """Nice value added to OCR child processes, so text PDFs keep the CPU during a scan."""
+    ocr_idle_priority: bool = True
+    """Run OCR children at Linux's idle scheduling class (``SCHED_IDLE``): a scan only gets the
+    CPU time no text PDF (or anything else) wants, and its page time limit counts only the time
+    it was given. False: ``ocr_nice`` alone."""
     ocr_threads: int = 0
     """onnxruntime threads per OCR child; 0: one per CPU core."""
     ocr_concurrency: int = 1

@@ -72,6 +72,10 @@ class OcrConfig(msgspec.Struct, frozen=True):
     """CPU seconds one page may use."""
     nice: int = 10
     """Added to the child's nice value, so text PDFs keep the CPU while a scan is read."""
+    idle: bool = True
+    """Run at the idle scheduling class where the OS has one (Linux ``SCHED_IDLE``): the child
+    only gets CPU time nothing else in the machine wants. A page's wall-clock limit then counts
+    only the time the child was given (:mod:`pdfqa.extract.sandbox`)."""
     threads: int = 0
     """onnxruntime threads per model run; 0: onnxruntime's default (one per core)."""
     language: str = "en"
@@ -225,6 +229,8 @@ class OcrReader:
     def __init__(self, pdf: Any, config: OcrConfig, cpu_hard_s: int) -> None:
         if config.nice:
             os.nice(config.nice)
+        if config.idle and hasattr(os, "SCHED_IDLE"):  # before onnxruntime starts its threads
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         from rapidocr import RapidOCR
 
         self._pdf = pdf

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import resource
 import signal
 import time
@@ -56,6 +57,9 @@ MIN_OPEN_TIMEOUT_S: Final = 30.0
 OCR_OPEN_TIMEOUT_S: Final = 120.0
 """... and for an OCR child, which loads its models as it starts."""
 OCR_START_CPU_S: Final = 60
+STARVED_TIMEOUT_FACTOR: Final = 10
+"""An idle-priority OCR child starved of CPU has its page deadline moved by the time it waited,
+up to this many times ``page_timeout_s`` in all (a child that hangs still ends)."""
 """CPU seconds an OCR child may spend loading its models, beyond its pages' share."""
 
 
@@ -97,6 +101,7 @@ class ExtractLimits(msgspec.Struct, frozen=True):
             scale=settings.ocr_scale,
             page_cpu_s=settings.ocr_page_cpu_s,
             nice=settings.ocr_nice,
+            idle=settings.ocr_idle_priority,
             threads=settings.ocr_threads,
             language=settings.ocr_language,
             det_model=str(settings.ocr_det_model) if settings.ocr_det_model else None,
@@ -166,6 +171,7 @@ class PdfDocument:
         self._encoder = msgspec.msgpack.Encoder()
         self._cpu_done = 0.0  # CPU seconds used by children that are gone
         self._cpu_now = 0.0  # CPU seconds used by the current child
+        self._sent_cpu = 0.0  # the current child's CPU seconds when the awaited page was asked
         self._iterating = False
         self.page_count = 0
 
@@ -224,13 +230,15 @@ class PdfDocument:
             if sent_at is None:
                 self._send(number)
                 sent_at = loop.time()
-            reply = await self._receive(sent_at + limits.page_timeout_s)
+                self._sent_cpu = self._child_cpu()
+            reply = await self._receive_page(sent_at)
             sent_at = None
             if isinstance(reply, _Page):
                 self._cpu_now = reply.cpu_s
                 if position + 1 < len(numbers):
                     self._send(numbers[position + 1])  # the child reads ahead by one page
                     sent_at = loop.time()
+                    self._sent_cpu = reply.cpu_s
                 if reply.page.error is None:
                     failed_in_a_row = 0
                     yield reply.page
@@ -296,6 +304,36 @@ class PdfDocument:
             raise IngestError(_sentence(self._death_reason(0, reply.exitcode)))
         raise IngestError("The PDF could not be opened.")
 
+    def _child_cpu(self) -> float:
+        used = _cpu_seconds(self._proc.pid) if self._proc is not None else None
+        return used or 0.0
+
+    async def _receive_page(self, sent_at: float) -> _Reply | _Timeout | _Died:
+        """The reply for the page requested at ``sent_at``, within ``page_timeout_s``.
+
+        An idle-priority OCR child only runs when nothing else wants the CPU, so its deadline
+        moves by the time it waited for the CPU (wall time minus the CPU time it used since the
+        request), up to :data:`STARVED_TIMEOUT_FACTOR` times the limit: a busy worker delays a
+        scan but never makes it skip pages.
+        """
+        limits = self._limits
+        deadline = sent_at + limits.page_timeout_s
+        if limits.ocr is None or not limits.ocr.idle or self._proc is None:
+            return await self._receive(deadline)
+        loop = asyncio.get_running_loop()
+        hard = sent_at + limits.page_timeout_s * STARVED_TIMEOUT_FACTOR
+        while True:
+            reply = await self._receive(deadline)
+            now = loop.time()
+            used = _cpu_seconds(self._proc.pid)
+            if not isinstance(reply, _Timeout) or used is None or now >= hard:
+                return reply
+            starved = (now - sent_at) - (used - self._sent_cpu)
+            moved = min(hard, sent_at + limits.page_timeout_s + max(0.0, starved))
+            if moved <= now + 0.5:  # it had its time: a real timeout
+                return reply
+            deadline = moved
+
     def _send(self, number: int) -> None:
         assert self._conn is not None
         # A few bytes into a pipe the child drains: this never blocks.
@@ -341,6 +379,20 @@ class PdfDocument:
                 await _reap(proc)
         if proc.exitcode is not None:
             proc.close()
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds (user + system, all threads) process ``pid`` has used; None where unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+_CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 async def _readable(fd: int, within: float) -> bool:

@@ -39,7 +39,7 @@ import numpy as np
 from bench.ingest import reset_database
 
 from pdfqa.errors import IngestError
-from pdfqa.lifecycle import fail, ingest_upload
+from pdfqa.lifecycle import fail, ingest_upload, ocr_upload
 from pdfqa.resources import Resources, open_resources
 from pdfqa.retrieval import Retrieval, Tuning, embed_query, retrieve
 from pdfqa.settings import Settings, load_settings
@@ -149,7 +149,7 @@ async def ingest_all(
             ids[name] = known.id
             continue
         if known is not None and known.status == "failed":
-            continue  # no text layer (images only): it counts as misses
+            continue  # nothing legible even with OCR: it counts as misses
         if skip_missing:
             continue
         if known is not None:  # an earlier run was interrupted mid-way: start it again
@@ -172,6 +172,8 @@ async def ingest_all(
         t0 = time.perf_counter()
         try:
             result = await ingest_upload(res, upload_id)
+            if result.status == "processing":  # pages handed to OCR: run that job too
+                result = await ocr_upload(res, upload_id)
         except IngestError as err:  # the job runner records it so; so does the eval
             result = await fail(res, upload_id, str(err))
         took = time.perf_counter() - t0
@@ -347,6 +349,8 @@ async def evaluate(
             "- sparse only": msgspec.structs.replace(base, mode="sparse"),
             "- pages not distinct": msgspec.structs.replace(base, distinct_pages=False),
             "- page support 0": msgspec.structs.replace(base, page_support=0.0),
+            "- question not focused": msgspec.structs.replace(base, focus=False),
+            "- named pages off": msgspec.structs.replace(base, named_pages=False),
         }
         if sweep:
             for dw, sw in ((1.0, 1.5), (1.5, 1.0), (1.0, 2.0), (2.0, 1.0)):

@@ -21,7 +21,7 @@ from pdfqa import metrics, words
 from pdfqa.citations import Source
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings
-from pdfqa.sparse import sparse_query
+from pdfqa.sparse import SparseVector, sparse_query
 from pdfqa.store.vectors import Hit, SearchMode
 from pdfqa.tracing import tracer
 
@@ -57,6 +57,10 @@ class Tuning(msgspec.Struct, frozen=True):
     """One source per page: the best passage of a page stands for it."""
     page_support: float = 0.5
     """Share of a further passage's score that its page gains."""
+    focus: bool = True
+    """Search for the question without its answer-format sentences (:func:`words.focus`)."""
+    named_pages: bool = True
+    """Pages the question names ("on page 14") come first (:func:`words.page_references`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tuning:
@@ -200,13 +204,15 @@ async def _retrieve(  # noqa: PLR0917
     tuning: Tuning,
 ) -> Retrieval:
     settings = res.settings
-    dense = await embed_query(res, query)
+    wanted = words.focus(query) if tuning.focus else query
+    dense = await embed_query(res, wanted)
+    sparse = sparse_query(wanted)
     upload_ids = [str(u) for u in upload_names]
     found = await res.vectors.search(
         user_id=str(user_id),
         upload_ids=upload_ids,
         dense=dense,
-        sparse=sparse_query(query),
+        sparse=sparse,
         limit=limit * DISTINCT_PAGES_OVERFETCH if tuning.distinct_pages else limit,
         mode=tuning.mode,
         prefetch_limit=tuning.prefetch,
@@ -218,6 +224,9 @@ async def _retrieve(  # noqa: PLR0917
         if tuning.distinct_pages
         else found[:limit]
     )
+    named = words.page_references(query) if tuning.named_pages else []
+    if named:
+        hits = await _named_pages_first(res, user_id, upload_ids, dense, sparse, named, hits, limit)
     names = {str(k): v for k, v in upload_names.items()}
     sources = [
         Source(
@@ -247,6 +256,44 @@ async def _retrieve(  # noqa: PLR0917
         confidence=confidence,
         signals=signals,
     )
+
+
+async def _named_pages_first(  # noqa: PLR0917
+    res: Resources,
+    user_id: UUID,
+    upload_ids: Sequence[str],
+    dense: list[float],
+    sparse: SparseVector,
+    pages: Sequence[int],
+    hits: Sequence[Hit],
+    limit: int,
+) -> list[Hit]:
+    """``hits`` with the best passage of each page the question names in front ("What date is
+    on page 14?" is about page 14, whatever else matches its words), in each selected upload
+    that has such a page; at most ``limit`` pinned passages in all."""
+    pinned: list[Hit] = []
+    for page in pages:
+        for upload_id in upload_ids:
+            if len(pinned) >= limit:
+                break
+            best = await res.vectors.search(
+                user_id=str(user_id),
+                upload_ids=[upload_id],
+                dense=dense,
+                sparse=sparse,
+                limit=1,
+                prefetch_limit=NAMED_PAGE_PREFETCH,
+                with_dense=True,
+                page=page,
+            )
+            pinned.extend(best)
+    taken = {(h.upload_id, h.pages[0] if h.pages else 0) for h in pinned}
+    rest = [h for h in hits if (h.upload_id, h.pages[0] if h.pages else 0) not in taken]
+    return [*pinned, *rest][:limit]
+
+
+NAMED_PAGE_PREFETCH = 10
+"""Candidates per kind of vector when finding the best passage of one named page."""
 
 
 def _distinct_pages(hits: Sequence[Hit], limit: int, support: float = PAGE_SUPPORT) -> list[Hit]:

@@ -8,6 +8,9 @@ matched on, the specific terms of a question and whether a question is a follow-
 * :func:`terms` is the set of those index terms (the extractive answer's matching).
 * :func:`specific_terms` are a question's numbers, years and capitalised names.
 * :func:`is_follow_up` says whether a question leans on the one before it.
+* :func:`focus` is the part of a question retrieval should look for: without the sentences
+  after its last question that only say how to write the answer ("Round to two decimals.").
+* :func:`page_references` are the pages a question names ("on page 14", "the 6th page").
 
 One English stop-word list serves all of them; it is short on purpose: words like "not", "no",
 "above", "below", "over" and "under" carry meaning and stay in.
@@ -25,7 +28,9 @@ import Stemmer
 __all__ = [
     "STOP_WORDS",
     "content_words",
+    "focus",
     "is_follow_up",
+    "page_references",
     "specific_terms",
     "stem",
     "terms",
@@ -154,3 +159,54 @@ def is_follow_up(question: str) -> bool:
         or lower.startswith(_FOLLOW_UP_OPENERS)
         or any(w in _PRONOUNS for w in tokens)
     )
+
+
+_SENTENCE = re.compile(r"(?<=[.?!])\s+(?=\S)")
+_ORDINALS = {
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+    "eighth": 8, "ninth": 9, "tenth": 10,
+}  # fmt: skip
+_PAGE_REFERENCE = re.compile(
+    r"\bpages?\s+(\d{1,4})(?:\s*(?:-|\u2013|to|and|&)\s*(\d{1,4}))?\b"
+    r"|\bp{1,2}\.\s*(\d{1,4})\b"
+    r"|\b(\d{1,4})(?:st|nd|rd|th)\s+page\b"
+    rf"|\b({'|'.join(_ORDINALS)})\s+page\b",
+    re.IGNORECASE,
+)
+MAX_PAGE_REFERENCES = 5
+
+
+def focus(question: str) -> str:
+    """``question`` without the sentences after its last question sentence.
+
+    Those say how to write the answer ("Round your answer to two decimal places.", "Give me an
+    integer.", "Format the date as YYYY-MM"), not what to look for, and they pull retrieval
+    towards passages about rounding and formats. Sentences before the question stay: they set
+    its context ("I'm a MacBook Air user in Mexico. Which number shall I call?"). A text with
+    no sentence ending in "?" is returned as it is.
+    """
+    sentences = _SENTENCE.split(question.strip())
+    last = max((i for i, s in enumerate(sentences) if s.rstrip().endswith("?")), default=-1)
+    if last < 0 or last == len(sentences) - 1:
+        return question.strip()
+    return " ".join(sentences[: last + 1])
+
+
+def page_references(question: str) -> list[int]:
+    """The page numbers ``question`` names, in order, at most :data:`MAX_PAGE_REFERENCES`:
+    "page 14", "pages 10 and 11", "pages 3-5", "p. 7", "the 6th page", "the second page"."""
+    found: list[int] = []
+    for match in _PAGE_REFERENCE.finditer(question):
+        first, last, short, nth, word = match.groups()
+        if first is not None:
+            start = int(first)
+            end = int(last) if last is not None else start
+            numbers = range(start, min(end, start + MAX_PAGE_REFERENCES - 1) + 1)
+        elif short is not None:
+            numbers = range(int(short), int(short) + 1)
+        elif nth is not None:
+            numbers = range(int(nth), int(nth) + 1)
+        else:
+            numbers = range(_ORDINALS[word.lower()], _ORDINALS[word.lower()] + 1)
+        found.extend(n for n in numbers if n >= 1 and n not in found)
+    return found[:MAX_PAGE_REFERENCES]

@@ -236,6 +236,31 @@ async def test_search_only_within_requested_uploads(store: VectorStore) -> None:
     )
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
+async def test_search_within_one_page(store: VectorStore, mode: Mode) -> None:
+    # Two uploads, three pages each, two chunks a page; every chunk says "chunk".
+    await store.upsert(
+        [chunk(u, i, pages=[i // 2 + 1]) for u in ("up-1", "up-2") for i in range(6)]
+    )
+
+    async def pages(upload_ids: list[str], page: int | None) -> set[tuple[str, int]]:
+        hits = await store.search(
+            user_id="alice",
+            upload_ids=upload_ids,
+            dense=random_dense(random.Random(1)),
+            sparse=sparse_query("chunk"),
+            limit=20,
+            mode=mode,
+            page=page,
+        )
+        return {(h.upload_id, h.pages[0]) for h in hits}
+
+    assert await pages(["up-1", "up-2"], 2) == {("up-1", 2), ("up-2", 2)}
+    assert await pages(["up-2"], 3) == {("up-2", 3)}
+    assert await pages(["up-1"], 9) == set()  # no such page
+    assert len(await pages(["up-1"], None)) == 3  # without it, every page
+
+
 async def test_hybrid_finds_exact_figure_dense_misses(store: VectorStore) -> None:
     rng = random.Random(7)
     query_dense = random_dense(rng)

@@ -93,15 +93,19 @@ class Scope(msgspec.Struct, frozen=True):
     user_id: str | None = None
     upload_ids: tuple[str, ...] | None = None
     """Any of these uploads (one id for "this upload")."""
+    page: int | None = None
+    """Only chunks on this page (1-based)."""
 
-    def conditions(self) -> list[tuple[str, str | list[str]]]:
+    def conditions(self) -> list[tuple[str, str | int | list[str]]]:
         """``(payload key, value)`` pairs; a list value means "any of"."""
-        out: list[tuple[str, str | list[str]]] = []
+        out: list[tuple[str, str | int | list[str]]] = []
         if self.user_id is not None:
             out.append(("user_id", self.user_id))
         if self.upload_ids is not None:
             ids = list(self.upload_ids)
             out.append(("upload_id", ids[0] if len(ids) == 1 else ids))
+        if self.page is not None:
+            out.append(("page", self.page))
         return out
 
 
@@ -152,14 +156,16 @@ def collection_name(embedder_name: str, dimensions: int) -> str:
     return f"chunks-{slug}-{dimensions}d-{digest}"
 
 
-def candidate_scopes(user_id: str, upload_ids: Sequence[str]) -> list[Scope]:
+def candidate_scopes(
+    user_id: str, upload_ids: Sequence[str], page: int | None = None
+) -> list[Scope]:
     """The scopes a hybrid search draws candidates from: one per upload (a fair share each,
     so a large document cannot crowd a small one out before fusion), or one for all of them
     when there are more than :data:`FAIR_SHARE_MAX_UPLOADS`."""
     ids = list(dict.fromkeys(upload_ids))
     if 1 < len(ids) <= FAIR_SHARE_MAX_UPLOADS:
-        return [Scope(user_id=user_id, upload_ids=(u,)) for u in ids]
-    return [Scope(user_id=user_id, upload_ids=tuple(ids))]
+        return [Scope(user_id=user_id, upload_ids=(u,), page=page) for u in ids]
+    return [Scope(user_id=user_id, upload_ids=tuple(ids), page=page)]
 
 
 class VectorStore(Protocol):
@@ -199,13 +205,15 @@ class VectorStore(Protocol):
         prefetch_limit: int = 50,
         weights: tuple[float, float] = (1.0, 1.0),
         with_dense: bool = False,
+        page: int | None = None,
     ) -> list[Hit]:
         """Best ``limit`` chunks of ``user_id``'s ``upload_ids``, best first.
 
         ``hybrid`` fuses dense and sparse candidate lists (``prefetch_limit`` each, drawn per
         upload: :func:`candidate_scopes`) by reciprocal-rank fusion, weighting the two rankings
         by ``weights`` (dense, sparse); ``dense`` and ``sparse`` use one of them alone.
-        ``with_dense`` also returns each hit's stored dense vector.
+        ``with_dense`` also returns each hit's stored dense vector; ``page`` keeps only the
+        chunks on that page.
         """
         ...
 

@@ -244,6 +244,7 @@ class EdgeVectorStore:
         prefetch_limit: int = 50,
         weights: tuple[float, float] = (1.0, 1.0),
         with_dense: bool = False,
+        page: int | None = None,
     ) -> list[Hit]:
         if not upload_ids or limit <= 0:
             return []
@@ -252,10 +253,10 @@ class EdgeVectorStore:
             return []
         dense_query = list(dense)
         wanted = [DENSE] if with_dense else False
-        parts = candidate_scopes(user_id, upload_ids)
+        parts = candidate_scopes(user_id, upload_ids, page)
 
         def call() -> list[Hit]:
-            scope = _must(Scope(user_id=user_id, upload_ids=tuple(upload_ids)))
+            scope = _must(Scope(user_id=user_id, upload_ids=tuple(upload_ids), page=page))
             dense_nearest = qe.Query.Nearest(dense_query, using=DENSE)
             sparse_nearest = qe.Query.Nearest(
                 qe.SparseVector(sparse.indices, sparse.values), using=SPARSE

@@ -214,10 +214,11 @@ class QdrantVectorStore:
         prefetch_limit: int = 50,
         weights: tuple[float, float] = (1.0, 1.0),
         with_dense: bool = False,
+        page: int | None = None,
     ) -> list[Hit]:
         if not upload_ids or limit <= 0:
             return []
-        scope = _filter(Scope(user_id=user_id, upload_ids=tuple(upload_ids)))
+        scope = _filter(Scope(user_id=user_id, upload_ids=tuple(upload_ids), page=page))
         dense_query = list(dense)
         sparse_query = models.SparseVector(indices=sparse.indices, values=sparse.values)
         has_terms = bool(sparse.indices)
@@ -236,7 +237,7 @@ class QdrantVectorStore:
             # well as the fused query: candidates come from the user's uploads only.
             prefetch = []
             fusion_weights: list[float] = []
-            for part in candidate_scopes(user_id, upload_ids):
+            for part in candidate_scopes(user_id, upload_ids, page):
                 flt = _filter(part)
                 prefetch.append(
                     models.Prefetch(

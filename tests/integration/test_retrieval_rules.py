@@ -1,0 +1,91 @@
+"""Two retrieval rules, through a real ingestion and the real vector store: a page the question
+names comes first, and sentences that only say how to write the answer are not searched for."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from pdfqa.resources import Resources
+from pdfqa.retrieval import Tuning, retrieve
+from tests.integration.conftest import login, on_app, run_jobs
+from tests.pdfs import mixed_pdf
+
+Client = AsyncTestClient[Litestar]
+
+PAGES = [
+    (
+        ["Minutes of the harbour board", "The board meets on the first Monday of every month."],
+        False,
+    ),
+    (["Meeting dates", "The board met on 4 March 2021 and again on 2 June 2021."], False),
+    (["Budget", "Dredging the channel cost 41,200 euros in 2021."], False),
+    (["Signatures", "Signed by the chair, Ines Moreau, on 9 July 2021."], False),
+]
+
+
+async def ingest(client: Client) -> tuple[UUID, UUID]:
+    res: Resources = client.app.state.resources
+    headers = await login(client)
+    r = await client.post(
+        "/api/v1/uploads",
+        files={"file": ("board.pdf", mixed_pdf(PAGES), "application/pdf")},
+        headers=headers,
+    )
+    assert r.status_code == 202, r.text
+    upload_id = r.json()["id"]
+    assert on_app(client, run_jobs, res, "ingest") == 1
+    body = (await client.get(f"/api/v1/uploads/{upload_id}", headers=headers)).json()
+    assert body["status"] == "ready", body
+    return UUID(body["user_id"]), UUID(upload_id)
+
+
+async def pages(
+    res: Resources, user_id: UUID, upload_id: UUID, query: str, tuning: Tuning
+) -> list[int]:
+    found = await retrieve(
+        res,
+        user_id=user_id,
+        upload_names={upload_id: "board.pdf"},
+        query=query,
+        tuning=tuning,
+        cache=False,
+    )
+    return [s.page for s in found.sources]
+
+
+async def test_a_page_the_question_names_comes_first(client: Client) -> None:
+    res: Resources = client.app.state.resources
+    user_id, upload_id = await ingest(client)
+    question = "Which date is mentioned on page 4?"
+    named = on_app(client, pages, res, user_id, upload_id, question, Tuning())
+    plain = on_app(client, pages, res, user_id, upload_id, question, Tuning(named_pages=False))
+    # Page 2 is all about dates and wins on the words alone; the question asked about page 4.
+    assert plain[0] == 2, plain
+    assert named[0] == 4, named
+    assert sorted(named) == sorted(set(named))  # still one source per page
+    # A page the document does not have changes nothing.
+    assert on_app(
+        client, pages, res, user_id, upload_id, "Which date is on page 40?", Tuning()
+    ) == on_app(
+        client,
+        pages,
+        res,
+        user_id,
+        upload_id,
+        "Which date is on page 40?",
+        Tuning(named_pages=False),
+    )
+
+
+async def test_answer_format_sentences_are_not_searched_for(client: Client) -> None:
+    res: Resources = client.app.state.resources
+    user_id, upload_id = await ingest(client)
+    # The instruction's words ("signed", "chair") point at page 4; the question is about page 3.
+    question = "How much did dredging the channel cost? Answer as signed by the chair."
+    focused = on_app(client, pages, res, user_id, upload_id, question, Tuning())
+    assert focused[0] == 3, focused
+    unfocused = on_app(client, pages, res, user_id, upload_id, question, Tuning(focus=False))
+    assert unfocused != focused, unfocused  # the sentence did pull retrieval elsewhere

@@ -349,7 +349,6 @@ async def evaluate(
             "- sparse only": msgspec.structs.replace(base, mode="sparse"),
             "- pages not distinct": msgspec.structs.replace(base, distinct_pages=False),
             "- page support 0": msgspec.structs.replace(base, page_support=0.0),
-            "- question not focused": msgspec.structs.replace(base, focus=False),
             "- named pages off": msgspec.structs.replace(base, named_pages=False),
         }
         if sweep:

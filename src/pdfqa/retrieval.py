@@ -57,8 +57,6 @@ class Tuning(msgspec.Struct, frozen=True):
     """One source per page: the best passage of a page stands for it."""
     page_support: float = 0.5
     """Share of a further passage's score that its page gains."""
-    focus: bool = True
-    """Search for the question without its answer-format sentences (:func:`words.focus`)."""
     named_pages: bool = True
     """Pages the question names ("on page 14") come first (:func:`words.page_references`)."""
 
@@ -204,9 +202,8 @@ async def _retrieve(  # noqa: PLR0917
     tuning: Tuning,
 ) -> Retrieval:
     settings = res.settings
-    wanted = words.focus(query) if tuning.focus else query
-    dense = await embed_query(res, wanted)
-    sparse = sparse_query(wanted)
+    dense = await embed_query(res, query)
+    sparse = sparse_query(query)
     upload_ids = [str(u) for u in upload_names]
     found = await res.vectors.search(
         user_id=str(user_id),

@@ -109,7 +109,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Weight of the dense (semantic) ranking in reciprocal-rank fusion."""
     sparse_weight: float = 1.0
     """Weight of the sparse (BM25, exact terms) ranking in reciprocal-rank fusion."""
-    min_confidence: float = 0.19
+    min_confidence: float = 0.166
     """Below this retrieval confidence (0-1), the answer says "not found" (sources still shown).
 
     Chosen on mmlongbench-dev (``make eval``): the highest threshold that declines at most 5% of

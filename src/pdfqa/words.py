@@ -8,8 +8,6 @@ matched on, the specific terms of a question and whether a question is a follow-
 * :func:`terms` is the set of those index terms (the extractive answer's matching).
 * :func:`specific_terms` are a question's numbers, years and capitalised names.
 * :func:`is_follow_up` says whether a question leans on the one before it.
-* :func:`focus` is the part of a question retrieval should look for: without the sentences
-  after its last question that only say how to write the answer ("Round to two decimals.").
 * :func:`page_references` are the pages a question names ("on page 14", "the 6th page").
 
 One English stop-word list serves all of them; it is short on purpose: words like "not", "no",
@@ -28,7 +26,6 @@ import Stemmer
 __all__ = [
     "STOP_WORDS",
     "content_words",
-    "focus",
     "is_follow_up",
     "page_references",
     "specific_terms",
@@ -161,7 +158,6 @@ def is_follow_up(question: str) -> bool:
     )
 
 
-_SENTENCE = re.compile(r"(?<=[.?!])\s+(?=\S)")
 _ORDINALS = {
     "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
     "eighth": 8, "ninth": 9, "tenth": 10,
@@ -174,22 +170,6 @@ _PAGE_REFERENCE = re.compile(
     re.IGNORECASE,
 )
 MAX_PAGE_REFERENCES = 5
-
-
-def focus(question: str) -> str:
-    """``question`` without the sentences after its last question sentence.
-
-    Those say how to write the answer ("Round your answer to two decimal places.", "Give me an
-    integer.", "Format the date as YYYY-MM"), not what to look for, and they pull retrieval
-    towards passages about rounding and formats. Sentences before the question stay: they set
-    its context ("I'm a MacBook Air user in Mexico. Which number shall I call?"). A text with
-    no sentence ending in "?" is returned as it is.
-    """
-    sentences = _SENTENCE.split(question.strip())
-    last = max((i for i, s in enumerate(sentences) if s.rstrip().endswith("?")), default=-1)
-    if last < 0 or last == len(sentences) - 1:
-        return question.strip()
-    return " ".join(sentences[: last + 1])
 
 
 def page_references(question: str) -> list[int]:

@@ -20,23 +20,6 @@ def test_follow_up_detection() -> None:
     assert not is_follow_up("What revenue did Lyft report for the full year 2021?")
 
 
-def test_focus_drops_the_answer_format_sentences_after_the_question() -> None:
-    assert (
-        words.focus("What is the current ratio in FY2021?  Round your answer to two decimals.")
-        == "What is the current ratio in FY2021?"
-    )
-    assert words.focus("What date is on the second page? Format the date as YYYY-MM") == (
-        "What date is on the second page?"
-    )
-    # Context before the question stays; a question last, or no question at all, is unchanged.
-    context = "I'm a MacBook Air user in Mexico. Which number shall I call for support?"
-    assert words.focus(context) == context
-    assert words.focus("Which is larger? A or B?") == "Which is larger? A or B?"
-    assert words.focus("Format the date on page 14 as YYYY-MM-DD.") == (
-        "Format the date on page 14 as YYYY-MM-DD."
-    )
-
-
 def test_page_references() -> None:
     assert words.page_references("What date is mentioned on page 14?") == [14]
     assert words.page_references("What models are introduced on pages 10 and 11?") == [10, 11]

@@ -26,6 +26,7 @@ import math
 import os
 import resource
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from multiprocessing import get_context
@@ -57,6 +58,10 @@ MIN_OPEN_TIMEOUT_S: Final = 30.0
 OCR_OPEN_TIMEOUT_S: Final = 120.0
 """... and for an OCR child, which loads its models as it starts."""
 OCR_START_CPU_S: Final = 60
+OCR_MODELS_FAILED: Final = (
+    "The scanned pages could not be read: the server's OCR models failed to load. The operator "
+    "should check PDFQA_OCR_REC_MODEL and PDFQA_OCR_DET_MODEL (the worker's log has the details)."
+)
 STARVED_TIMEOUT_FACTOR: Final = 10
 """An idle-priority OCR child starved of CPU has its page deadline moved by the time it waited,
 up to this many times ``page_timeout_s`` in all (a child that hangs still ends)."""
@@ -477,7 +482,10 @@ def _child_main(job: _ChildJob, conn: Connection) -> None:
         try:
             reader = OcrReader(pdf, job.ocr, cpu_hard_s=job.cpu_s)
         except Exception as exc:  # a model that cannot load: every page would fail alike
-            conn.send_bytes(encoder.encode(_Refused(f"OCR could not start: {exc}")))
+            # The details (paths, the runtime's message) are for the operator's log; the
+            # person who uploaded gets what happened and who can fix it.
+            sys.stderr.write(f"pdfqa OCR child: the OCR models could not be loaded: {exc!r}\n")
+            conn.send_bytes(encoder.encode(_Refused(OCR_MODELS_FAILED)))
             return
     else:
         reader = TextReader(pdf, job.path, tables=job.tables, ocr_threshold=job.ocr_threshold)

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Route, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.browser.conftest import Console, Server, new_context, screenshot
 from tests.browser.helpers import drop_file, new_email, register
@@ -95,5 +95,76 @@ def test_errors_reconnects_and_extractive_answers(
     expect(answer.locator(".cite").first).to_be_visible()
     page.evaluate("document.getElementById('main').scrollTop = 0")
     screenshot(page, "chat-extractive")
+    assert console.errors == []
+    context.close()
+
+
+def _boxes(page: Page) -> list[list[float]]:
+    """The highlight boxes relative to the drawn page, as fractions of its width and height."""
+    return page.evaluate(
+        """() => {
+          const wrap = document.getElementById("viewer-canvas").getBoundingClientRect();
+          return [...document.querySelectorAll("#viewer-highlights > div")].map((d) => {
+            const r = d.getBoundingClientRect();
+            return [(r.left - wrap.left) / wrap.width, (r.top - wrap.top) / wrap.height,
+                    r.width / wrap.width, r.height / wrap.height];
+          });
+        }"""
+    )
+
+
+def test_a_citation_on_an_ocrd_page_highlights_the_recognised_lines(
+    browser: Browser, extractive: Server, corpus: Path
+) -> None:
+    console = Console()
+    context = new_context(browser, extractive)
+    page = console.watch(context.new_page())
+    register(page, new_email("hedy"))
+    page.locator("#file-input").set_input_files(corpus / "bad" / "file_scanned.pdf")
+    card = page.locator("li.upload", has_text="file_scanned.pdf")
+    expect(card).to_have_attribute("data-status", "ready", timeout=300_000)
+    card.get_by_role("link", name="Ask about file_scanned.pdf").click()
+    page.get_by_role("button", name="Start conversation").click()
+    question = page.get_by_label("Your question")
+    question.fill("How does a photocell produce the video signal in facsimile?")
+    question.press("Enter")
+    answer = page.locator("article.msg").last
+    expect(answer).to_have_attribute("data-state", "done")
+    answer.get_by_role("button", name=re.compile(r"^Source 1: file_scanned\.pdf")).first.click()
+    viewer = page.get_by_role("complementary", name="file_scanned.pdf")
+    expect(viewer).to_have_attribute("data-state", "ready")
+    expect(page.locator("#viewer-page")).to_have_text("Page 1 of 1")
+    # The page is an image with no text layer: the recognised lines' boxes are the highlight.
+    expect(viewer).to_have_attribute("data-ocr", "true")
+    assert int(viewer.get_attribute("data-highlights") or 0) > 0
+    boxes = _boxes(page)
+    assert boxes
+    for left, top, width, height in boxes:  # on the page, each a line's size, not the page's
+        assert left >= 0, boxes
+        assert left + width <= 1.001, boxes
+        assert top >= 0, boxes
+        assert top + height <= 1.001, boxes
+        assert 0 < height < 0.1, boxes
+    # They stay on the same lines at another zoom.
+    scale = float(viewer.get_attribute("data-scale") or 0)
+    page.get_by_role("button", name="Zoom in").click()
+    expect(viewer).not_to_have_attribute("data-scale", f"{scale:.4f}")
+    expect(viewer).to_have_attribute("data-state", "ready")
+    expect(viewer).to_have_attribute("data-ocr", "true")
+    for got, want in zip(_boxes(page), boxes, strict=True):
+        assert got == pytest.approx(want, abs=0.01)
+    screenshot(page, "viewer-ocr")
+    inked = page.evaluate(
+        """() => {
+          const canvas = document.getElementById("viewer-canvas");
+          const context = canvas.getContext("2d");
+          const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+          let dark = 0;
+          for (let i = 0; i < pixels.length; i += 4) if (pixels[i] < 128) dark++;
+          return dark;
+        }"""
+    )
+    # The scan itself is drawn (a CCITT fax image: pdf.js needs its WebAssembly decoders).
+    assert inked > 1000, inked
     assert console.errors == []
     context.close()

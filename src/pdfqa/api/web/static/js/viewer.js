@@ -11,6 +11,7 @@ import { $, h } from "./dom.js";
 const PDFJS = "/static/vendor/pdfjs/pdf.min.mjs";
 const PDFJS_VIEWER = "/static/vendor/pdfjs/pdf_viewer.mjs";
 const WORKER = "/static/vendor/pdfjs/pdf.worker.min.mjs";
+const WASM = "/static/vendor/pdfjs/wasm/"; // pdf.js's image decoders (JBIG2, CCITT, JPEG 2000)
 const SHINGLE = 3; // words in a row that must match the passage for a word to count
 const CSS_UNITS = 96 / 72; // "100%" is the page at its printed size
 const MIN_ZOOM = 0.25;
@@ -210,7 +211,11 @@ export class Viewer {
       const { lib, components } = await pdfjs();
       if (!this.documents.has(uploadId)) {
         const url = `/api/v1/uploads/${encodeURIComponent(uploadId)}/file`;
-        const loading = lib.getDocument({ url, isEvalSupported: false, withCredentials: true }).promise;
+        // wasmUrl: pdf.js decodes JBIG2 and CCITT scans and JPEG 2000 images with its WebAssembly
+        // decoders; without them a scanned page is drawn blank.
+        const loading = lib.getDocument({
+          url, isEvalSupported: false, withCredentials: true, wasmUrl: WASM,
+        }).promise;
         loading.catch(() => this.documents.delete(uploadId));
         this.documents.set(uploadId, loading);
       }

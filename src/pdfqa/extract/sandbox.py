@@ -58,14 +58,15 @@ MIN_OPEN_TIMEOUT_S: Final = 30.0
 OCR_OPEN_TIMEOUT_S: Final = 120.0
 """... and for an OCR child, which loads its models as it starts."""
 OCR_START_CPU_S: Final = 60
+"""CPU seconds an OCR child may spend loading its models, beyond its pages' share."""
 OCR_MODELS_FAILED: Final = (
     "The scanned pages could not be read: the server's OCR models failed to load. The operator "
     "should check PDFQA_OCR_REC_MODEL and PDFQA_OCR_DET_MODEL (the worker's log has the details)."
 )
+"""The reason given when an OCR child cannot load its models (details go to the log)."""
 STARVED_TIMEOUT_FACTOR: Final = 10
 """An idle-priority OCR child starved of CPU has its page deadline moved by the time it waited,
 up to this many times ``page_timeout_s`` in all (a child that hangs still ends)."""
-"""CPU seconds an OCR child may spend loading its models, beyond its pages' share."""
 
 
 class ExtractLimits(msgspec.Struct, frozen=True):

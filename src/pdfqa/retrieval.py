@@ -284,13 +284,18 @@ async def _named_pages_first(  # noqa: PLR0917
                 page=page,
             )
             pinned.extend(best)
-    taken = {(h.upload_id, h.pages[0] if h.pages else 0) for h in pinned}
-    rest = [h for h in hits if (h.upload_id, h.pages[0] if h.pages else 0) not in taken]
+    taken = {_page_key(h) for h in pinned}
+    rest = [h for h in hits if _page_key(h) not in taken]
     return [*pinned, *rest][:limit]
 
 
 NAMED_PAGE_PREFETCH = 10
 """Candidates per kind of vector when finding the best passage of one named page."""
+
+
+def _page_key(hit: Hit) -> tuple[str, int]:
+    """The upload and page a passage stands for (the page its citation shows)."""
+    return hit.upload_id, hit.pages[0] if hit.pages else 0
 
 
 def _distinct_pages(hits: Sequence[Hit], limit: int, support: float = PAGE_SUPPORT) -> list[Hit]:
@@ -303,7 +308,7 @@ def _distinct_pages(hits: Sequence[Hit], limit: int, support: float = PAGE_SUPPO
     best: dict[tuple[str, int], Hit] = {}
     score: dict[tuple[str, int], float] = {}
     for hit in hits:
-        key = (hit.upload_id, hit.pages[0] if hit.pages else 0)
+        key = _page_key(hit)
         if key not in best:
             best[key] = hit
             score[key] = hit.score

@@ -178,15 +178,7 @@ def page_references(question: str) -> list[int]:
     found: list[int] = []
     for match in _PAGE_REFERENCE.finditer(question):
         first, last, short, nth, word = match.groups()
-        if first is not None:
-            start = int(first)
-            end = int(last) if last is not None else start
-            numbers = range(start, min(end, start + MAX_PAGE_REFERENCES - 1) + 1)
-        elif short is not None:
-            numbers = range(int(short), int(short) + 1)
-        elif nth is not None:
-            numbers = range(int(nth), int(nth) + 1)
-        else:
-            numbers = range(_ORDINALS[word.lower()], _ORDINALS[word.lower()] + 1)
-        found.extend(n for n in numbers if n >= 1 and n not in found)
+        start = _ORDINALS[word.lower()] if word else int(first or short or nth)
+        end = min(int(last), start + MAX_PAGE_REFERENCES - 1) if last else start
+        found.extend(n for n in range(start, end + 1) if n >= 1 and n not in found)
     return found[:MAX_PAGE_REFERENCES]

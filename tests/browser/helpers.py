@@ -95,3 +95,34 @@ def wait_ready(http: httpx.Client, upload_id: str, headers: dict[str, str]) -> N
                 assert name == "ready", json.loads(line.split(":", 1)[1])
                 return
     raise AssertionError("the progress stream ended without ready")
+
+
+def highlight_boxes(page: Page) -> list[list[float]]:
+    """The viewer's highlight boxes relative to the drawn page: [left, top, width, height] as
+    fractions of the page's width and height."""
+    boxes: list[list[float]] = page.evaluate(
+        """() => {
+          const wrap = document.getElementById("viewer-canvas").getBoundingClientRect();
+          return [...document.querySelectorAll("#viewer-highlights > div")].map((d) => {
+            const r = d.getBoundingClientRect();
+            return [(r.left - wrap.left) / wrap.width, (r.top - wrap.top) / wrap.height,
+                    r.width / wrap.width, r.height / wrap.height];
+          });
+        }"""
+    )
+    return boxes
+
+
+def inked_pixels(page: Page) -> int:
+    """How many of the viewer canvas's pixels are dark: what pdf.js drew of the page."""
+    dark: int = page.evaluate(
+        """() => {
+          const canvas = document.getElementById("viewer-canvas");
+          const context = canvas.getContext("2d");
+          const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
+          let dark = 0;
+          for (let i = 0; i < pixels.length; i += 4) if (pixels[i] < 128) dark++;
+          return dark;
+        }"""
+    )
+    return dark

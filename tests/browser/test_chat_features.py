@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from tests.browser.conftest import PHONE, Console, Server, new_context, screenshot
-from tests.browser.helpers import api_user, new_email, register, wait_ready
+from tests.browser.helpers import api_user, highlight_boxes, new_email, register, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -294,20 +294,6 @@ def test_ask_while_a_300_page_document_is_still_being_read(
         context.close()
 
 
-def _highlight_boxes(page: Page) -> list[list[float]]:
-    """The cited passage's boxes relative to the page, as fractions of its width and height."""
-    return page.evaluate(
-        """() => {
-          const wrap = document.getElementById("viewer-canvas").getBoundingClientRect();
-          return [...document.querySelectorAll("#viewer-highlights > div")].map((d) => {
-            const r = d.getBoundingClientRect();
-            return [(r.left - wrap.left) / wrap.width, (r.top - wrap.top) / wrap.height,
-                    r.width / wrap.width, r.height / wrap.height];
-          });
-        }"""
-    )
-
-
 def test_viewer_zoom_fit_find_text_layer_focus_and_small_fixes(
     browser: Browser, generating: Server, corpus: Path
 ) -> None:
@@ -358,7 +344,7 @@ def test_viewer_zoom_fit_find_text_layer_focus_and_small_fixes(
     expect(viewer).to_have_attribute("data-state", "ready")
     assert page.evaluate("document.getElementById('viewer').contains(document.activeElement)")
     assert int(viewer.get_attribute("data-highlights") or 0) > 0
-    fit_width = _highlight_boxes(page)
+    fit_width = highlight_boxes(page)
 
     # Zoom: buttons, Ctrl+wheel; fit page and fit width; the highlight stays on the passage.
     scale = float(viewer.get_attribute("data-scale") or 0)
@@ -368,7 +354,7 @@ def test_viewer_zoom_fit_find_text_layer_focus_and_small_fixes(
     zoomed = float(viewer.get_attribute("data-scale") or 0)
     assert zoomed > scale
     expect(page.locator("#viewer-zoom")).to_have_text(re.compile(r"^\d+%$"))
-    for got, want in zip(_highlight_boxes(page), fit_width, strict=True):
+    for got, want in zip(highlight_boxes(page), fit_width, strict=True):
         assert got == pytest.approx(want, abs=0.01)
     screenshot(page, "viewer-zoom")
     page.locator("#viewer-body").hover()
@@ -389,7 +375,7 @@ def test_viewer_zoom_fit_find_text_layer_focus_and_small_fixes(
         }"""
     )
     assert fits
-    for got, want in zip(_highlight_boxes(page), fit_width, strict=True):
+    for got, want in zip(highlight_boxes(page), fit_width, strict=True):
         assert got == pytest.approx(want, abs=0.01)
     page.get_by_role("button", name="Fit width").click()
     expect(page.get_by_role("button", name="Fit width")).to_have_attribute("aria-pressed", "true")

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Browser, Route, expect
 
 from tests.browser.conftest import Console, Server, new_context, screenshot
-from tests.browser.helpers import drop_file, new_email, register
+from tests.browser.helpers import drop_file, highlight_boxes, inked_pixels, new_email, register
 
 pytestmark = pytest.mark.browser
 
@@ -99,20 +99,6 @@ def test_errors_reconnects_and_extractive_answers(
     context.close()
 
 
-def _boxes(page: Page) -> list[list[float]]:
-    """The highlight boxes relative to the drawn page, as fractions of its width and height."""
-    return page.evaluate(
-        """() => {
-          const wrap = document.getElementById("viewer-canvas").getBoundingClientRect();
-          return [...document.querySelectorAll("#viewer-highlights > div")].map((d) => {
-            const r = d.getBoundingClientRect();
-            return [(r.left - wrap.left) / wrap.width, (r.top - wrap.top) / wrap.height,
-                    r.width / wrap.width, r.height / wrap.height];
-          });
-        }"""
-    )
-
-
 def test_a_citation_on_an_ocrd_page_highlights_the_recognised_lines(
     browser: Browser, extractive: Server, corpus: Path
 ) -> None:
@@ -137,7 +123,7 @@ def test_a_citation_on_an_ocrd_page_highlights_the_recognised_lines(
     # The page is an image with no text layer: the recognised lines' boxes are the highlight.
     expect(viewer).to_have_attribute("data-ocr", "true")
     assert int(viewer.get_attribute("data-highlights") or 0) > 0
-    boxes = _boxes(page)
+    boxes = highlight_boxes(page)
     assert boxes
     for left, top, width, height in boxes:  # on the page, each a line's size, not the page's
         assert left >= 0, boxes
@@ -151,20 +137,11 @@ def test_a_citation_on_an_ocrd_page_highlights_the_recognised_lines(
     expect(viewer).not_to_have_attribute("data-scale", f"{scale:.4f}")
     expect(viewer).to_have_attribute("data-state", "ready")
     expect(viewer).to_have_attribute("data-ocr", "true")
-    for got, want in zip(_boxes(page), boxes, strict=True):
+    for got, want in zip(highlight_boxes(page), boxes, strict=True):
         assert got == pytest.approx(want, abs=0.01)
     screenshot(page, "viewer-ocr")
-    inked = page.evaluate(
-        """() => {
-          const canvas = document.getElementById("viewer-canvas");
-          const context = canvas.getContext("2d");
-          const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
-          let dark = 0;
-          for (let i = 0; i < pixels.length; i += 4) if (pixels[i] < 128) dark++;
-          return dark;
-        }"""
-    )
     # The scan itself is drawn (a CCITT fax image: pdf.js needs its WebAssembly decoders).
+    inked = inked_pixels(page)
     assert inked > 1000, inked
     assert console.errors == []
     context.close()

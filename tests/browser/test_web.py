@@ -26,6 +26,7 @@ from tests.browser.helpers import (
     RECORD_ANSWER,
     RECORD_PROGRESS,
     api_user,
+    inked_pixels,
     new_email,
     register,
     wait_ready,
@@ -91,16 +92,7 @@ def open_citation(page: Page, source: dict[str, object]) -> None:
     assert highlights is not None
     assert int(highlights) > 0  # the cited passage is marked on the page
     expect(page.locator("#viewer-highlights > div").first).to_be_visible()
-    inked = page.evaluate(
-        """() => {
-          const canvas = document.getElementById("viewer-canvas");
-          const context = canvas.getContext("2d");
-          const pixels = context.getImageData(0, 0, canvas.width, canvas.height).data;
-          let dark = 0;
-          for (let i = 0; i < pixels.length; i += 4) if (pixels[i] < 128) dark++;
-          return dark;
-        }"""
-    )
+    inked = inked_pixels(page)
     assert inked > 1000, inked  # pdf.js drew the page's text
 
 

@@ -286,7 +286,8 @@ async def retry(res: Resources, job_id: str) -> JobView | None:
 
 async def abort(res: Resources, job_id: str) -> None:
     """Stop an ingestion that is queued or running: the upload fails with :data:`ABORTED` (its
-    file kept, so it can be retried) and the job is aborted. 409 when it has finished."""
+    file kept like any failed upload's, so it can be retried) and the job is aborted. 409 when
+    it has finished."""
     function, key = _parse(res, job_id)
     if function != lifecycle.INGEST:
         raise Conflict("Only ingestion jobs can be aborted.")
@@ -299,7 +300,7 @@ async def abort(res: Resources, job_id: str) -> None:
         raise Conflict(
             f"Only a queued or running ingestion can be aborted (this one is {upload.status})."
         )
-    await lifecycle.fail(res, upload_id, ABORTED, keep_file=True)
+    await lifecycle.fail(res, upload_id, ABORTED)
     job = Job(job_id, res.redis, _queue_name=res.queues.name("ingest"), _deserializer=deserialize)
     with contextlib.suppress(TimeoutError, Exception):
         # Waits until the worker has cancelled it (or for a queued job, until marked aborted).

@@ -115,6 +115,8 @@ class ReconcileReport(msgspec.Struct, frozen=True):
     checked: int = 0
     requeued: int = 0
     failed: int = 0
+    files_deleted: int = 0
+    """Kept files of failed uploads deleted, their retention over."""
 
 
 # --- birth and death ---------------------------------------------------------------------------
@@ -221,17 +223,20 @@ async def remove_vectors(res: Resources, upload_id: UUID) -> None:
     await retrieval.invalidate(res, upload_id)
 
 
-async def fail(
-    res: Resources, upload_id: UUID, reason: str, *, keep_file: bool = False
-) -> IngestResult:
+async def fail(res: Resources, upload_id: UUID, reason: str) -> IngestResult:
     """Record that an upload failed and why; then drop any vectors it got, as best it can.
 
     The failure is written first: whatever happens to the clean-up, the upload never stays
-    ``processing``. ``reason`` is shown to the user: no paths, no internals.
+    ``processing``. ``reason`` is shown to the user: no paths, no internals. The file is kept
+    for ``failed_file_retention_s`` (an admin may retry the ingestion; the reconciler deletes it
+    once expired), or deleted at once when that is 0.
     """
-    async with res.db.acquire() as conn:
+    retention = res.settings.failed_file_retention_s
+    async with res.db.acquire() as conn, conn.transaction():
         failed = await uploads.mark_failed(conn, upload_id, reason)
         await upload_jobs.save_checkpoint(conn, upload_id, None)
+        if failed is not None and retention > 0:
+            await uploads.keep_file(conn, upload_id, retention)
     if failed is not None:
         metrics.INGEST_FAILURES.labels(metrics.failure_kind(reason)).inc()
     with contextlib.suppress(Exception):  # the row is the truth; the event is a courtesy
@@ -240,17 +245,34 @@ async def fail(
         await remove_vectors(res, upload_id)
     except Exception:
         log.warning("upload %s: could not remove its vectors", upload_id, exc_info=True)
-    if not keep_file:  # kept: an admin may retry it (an abort, an interruption)
+    if failed is not None and retention <= 0:
         await delete_failed_file(res, upload_id)
     return IngestResult(upload_id=str(upload_id), status="failed", error=reason)
 
 
-async def delete_failed_file(res: Resources, upload_id: UUID) -> None:
+async def delete_failed_file(res: Resources, upload_id: UUID) -> bool:
     """Delete the stored file of a failed upload (its row keeps the reason); never raises."""
     try:
         await res.files.delete(str(upload_id))
     except Exception:
         log.warning("upload %s: could not delete its file", upload_id, exc_info=True)
+        return False
+    return True
+
+
+async def delete_expired_files(res: Resources, *, batch: int = 100) -> int:
+    """Delete the kept files of failed uploads whose retention has passed; how many."""
+    deleted = 0
+    while True:
+        async with res.db.acquire() as conn:
+            expired = await uploads.expired_kept_files(conn, batch)
+        gone = [upload_id for upload_id in expired if await delete_failed_file(res, upload_id)]
+        if gone:
+            async with res.db.acquire() as conn:
+                await uploads.forget_kept_files(conn, gone)
+        deleted += len(gone)
+        if len(expired) < batch or not gone:
+            return deleted
 
 
 def interrupted_reason(attempts: int) -> str:
@@ -624,4 +646,9 @@ async def _reconcile(res: Resources, idle_s: float) -> ReconcileReport:
         async with res.db.acquire() as conn:
             await uploads.touch(conn, upload.id)
         requeued += 1
-    return ReconcileReport(checked=len(candidates), requeued=requeued, failed=failed)
+    return ReconcileReport(
+        checked=len(candidates),
+        requeued=requeued,
+        failed=failed,
+        files_deleted=await delete_expired_files(res),
+    )

@@ -2,8 +2,9 @@
 
 Rates are fixed-window counters in Redis (``INCR`` + ``EXPIRE NX`` in one transaction, shared by
 every API process); the window's remaining time is the ``Retry-After``. Storage is the sum of the
-user's uploads that are not ``failed`` (a failed upload's file is deleted), checked before the
-body is read and enforced while it streams.
+user's uploads that are not ``failed`` (a failed upload's file is only kept a while, for an
+admin's retry: ``failed_file_retention_s``), checked before the body is read and enforced while
+it streams.
 """
 
 from __future__ import annotations

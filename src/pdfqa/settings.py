@@ -225,6 +225,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Key prefix of uploaded files inside the bucket."""
     retrieval_cache_ttl_s: int = 600
     """How long a question's retrieved passages stay cached in Redis; 0: no cache."""
+    failed_file_retention_s: int = 7 * 24 * 3600
+    """How long a failed upload's file is kept, so an admin can retry its ingestion; 0: deleted
+    at once. The reconciler deletes expired files (they do not count toward storage quotas)."""
 
 
 def csv(value: str) -> list[str]:

@@ -228,6 +228,44 @@ async def test_a_pdf_bomb_fails_with_the_memory_limit_as_its_reason(
     assert "internal error" not in error
 
 
+async def _kept_until(res: Resources, upload_id: UUID) -> Any:
+    async with res.db.acquire() as conn:
+        return await conn.fetchval(
+            "SELECT expires_at - now() FROM kept_files WHERE upload_id = $1", upload_id
+        )
+
+
+@pytest.mark.parametrize("retention_s", [0, 3600])
+async def test_a_failed_uploads_file_is_kept_for_the_retention_period_only(
+    lifecycle_settings: Settings, corpus: Path, retention_s: int
+) -> None:
+    settings = msgspec.structs.replace(
+        lifecycle_settings,
+        queue_name=f"{lifecycle_settings.queue_name}:{uuid.uuid4().hex[:8]}",
+        failed_file_retention_s=retention_s,
+    )
+    async with AsyncTestClient(app=create_app(settings), timeout=60) as client:
+        res: Resources = client.app.state.resources
+        headers = await login(client)
+        accepted = await upload(client, headers, corpus / "bad" / "truncated.pdf")
+        uid = UUID(accepted["id"])
+        assert on_app(client, res.files.exists, accepted["id"])
+        on_app(client, run_jobs, res)
+        assert on_app(client, status_of, res, uid)[0] == "failed"
+        kept = on_app(client, _kept_until, res, uid)
+        if retention_s:  # kept for an admin's retry, until the retention ends
+            assert on_app(client, res.files.exists, accepted["id"])
+            assert 3500 < kept.total_seconds() <= 3600
+        else:
+            assert not on_app(client, res.files.exists, accepted["id"])
+            assert kept is None
+        # The owner deleting it takes the file at once either way.
+        assert (await client.delete(f"/api/v1/uploads/{uid}", headers=headers)).status_code == 204
+        on_app(client, run_jobs, res, "default")
+        assert not on_app(client, res.files.exists, accepted["id"])
+        assert on_app(client, _kept_until, res, uid) is None
+
+
 async def test_a_missing_file_is_reported_as_such_without_paths(
     client: Client, resources: Resources, corpus: Path
 ) -> None:

@@ -18,7 +18,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from pdfqa import dashboard, retrieval, workers
+from pdfqa import dashboard, lifecycle, retrieval, workers
 from pdfqa.api.app import create_app
 from pdfqa.jobs.worker import Supervisor
 from pdfqa.queue import QueueKind
@@ -211,13 +211,32 @@ async def test_dashboard_states_failure_abort_retry_and_403(
     r = await client.post(f"/api/v1/admin/jobs/{job['id']}/retry", headers=admin)
     assert r.status_code == 409  # not failed
 
-    # A failure with its error; retrying it is refused, its file being gone.
+    # A failure with its error: its file is kept for the retention period, so an admin can
+    # retry it (it runs again, and fails again for the same reason).
     bad = await upload(client, user, corpus / "bad" / "truncated.pdf")
     on_app(client, run_jobs, resources)
     job = _jobs((await client.get("/api/v1/admin/jobs", headers=admin)).json(), bad["id"])
     assert job is not None
     assert job["state"] == "failed"
     assert job["error"]
+    first_error, first_finished = job["error"], job["finished_at"]
+    assert on_app(client, resources.files.exists, bad["id"])
+    r = await client.post(f"/api/v1/admin/jobs/{job['id']}/retry", headers=admin)
+    assert r.status_code == 202, r.text
+    queued = _jobs((await client.get("/api/v1/admin/jobs", headers=admin)).json(), bad["id"])
+    assert queued is not None
+    assert (queued["state"], queued["error"]) == ("queued", None)
+    assert on_app(client, run_jobs, resources) == 1
+    job = _jobs((await client.get("/api/v1/admin/jobs", headers=admin)).json(), bad["id"])
+    assert job is not None
+    assert (job["state"], job["error"]) == ("failed", first_error)
+    assert job["finished_at"] > first_finished
+
+    # Once its retention has passed, the reconciler deletes the file; a retry is refused.
+    assert on_app(client, _expire_kept_file, resources, UUID(bad["id"])) == "UPDATE 1"
+    report = on_app(client, lifecycle.reconcile, resources)
+    assert report.files_deleted == 1
+    assert not on_app(client, resources.files.exists, bad["id"])
     r = await client.post(f"/api/v1/admin/jobs/{job['id']}/retry", headers=admin)
     assert r.status_code == 409
     assert "uploaded again" in r.json()["detail"]
@@ -242,6 +261,15 @@ async def test_dashboard_states_failure_abort_retry_and_403(
         assert (await client.get(path, headers=user)).status_code == 403
     r = await client.post(f"/api/v1/admin/jobs/{uuid.uuid4()}:ingest:x/retry", headers=admin)
     assert r.status_code == 404
+
+
+async def _expire_kept_file(res: Resources, upload_id: UUID) -> str:
+    async with res.db.acquire() as conn:
+        status: str = await conn.execute(
+            "UPDATE kept_files SET expires_at = now() - interval '1 second' WHERE upload_id = $1",
+            upload_id,
+        )
+    return status
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

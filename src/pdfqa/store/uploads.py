@@ -15,10 +15,13 @@ __all__ = [
     "UploadStatus",
     "add_ocr_page",
     "delete",
+    "expired_kept_files",
+    "forget_kept_files",
     "get",
     "get_any",
     "get_by_job",
     "insert",
+    "keep_file",
     "list_for_user",
     "mark_failed",
     "mark_ready",
@@ -330,4 +333,31 @@ async def requeue_failed(conn: asyncpg.Connection, upload_id: UUID) -> Upload | 
             " WHERE upload_id = $1",
             upload_id,
         )
+        await conn.execute("DELETE FROM kept_files WHERE upload_id = $1", upload_id)
     return _upload(row)
+
+
+async def keep_file(conn: asyncpg.Connection, upload_id: UUID, seconds: float) -> None:
+    """Record that a failed upload's file stays stored for ``seconds`` (for a retry)."""
+    await conn.execute(
+        "INSERT INTO kept_files (upload_id, expires_at)"
+        " VALUES ($1, now() + make_interval(secs => $2))"
+        " ON CONFLICT (upload_id) DO UPDATE SET expires_at = excluded.expires_at",
+        upload_id,
+        float(seconds),
+    )
+
+
+async def expired_kept_files(conn: asyncpg.Connection, limit: int) -> list[UUID]:
+    """Failed uploads whose kept file has expired, oldest expiry first."""
+    rows = await conn.fetch(
+        "SELECT k.upload_id FROM kept_files k JOIN uploads u ON u.id = k.upload_id"
+        " WHERE k.expires_at < now() AND u.status = 'failed' ORDER BY k.expires_at LIMIT $1",
+        limit,
+    )
+    return [r["upload_id"] for r in rows]
+
+
+async def forget_kept_files(conn: asyncpg.Connection, upload_ids: list[UUID]) -> None:
+    """The files of these uploads are deleted (or being ingested again): no longer kept."""
+    await conn.execute("DELETE FROM kept_files WHERE upload_id = ANY($1::uuid[])", upload_ids)

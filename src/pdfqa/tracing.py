@@ -32,6 +32,7 @@ __all__ = [
     "disable",
     "enabled",
     "extract",
+    "flush",
     "inject",
     "switched_off",
     "tracer",
@@ -114,6 +115,14 @@ def disable() -> None:
     RedisInstrumentor().uninstrument()
     HTTPXClientInstrumentor().uninstrument()
     provider.shutdown()
+
+
+def flush(timeout_s: float = 5.0) -> None:
+    """Export the spans still buffered (blocking: call it off the event loop). A process ends
+    through here as well as through the provider's exit hook, which a signal can skip (uvicorn
+    ends by raising the SIGTERM it caught again)."""
+    if _State.provider is not None:
+        _State.provider.force_flush(int(timeout_s * 1000))
 
 
 @contextlib.contextmanager

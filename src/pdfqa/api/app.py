@@ -39,6 +39,7 @@ from pdfqa.jobs.worker import Supervisor
 from pdfqa.resources import open_resources
 from pdfqa.settings import Settings, csv, load_settings
 from pdfqa.tracing import configure as configure_tracing
+from pdfqa.tracing import flush as flush_traces
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -104,6 +105,7 @@ def create_app(
                     await supervisor.stop()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                await asyncio.to_thread(flush_traces)  # the last requests' spans
 
     api = Router(
         "/api/v1",

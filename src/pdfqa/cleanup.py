@@ -6,7 +6,8 @@ joined.
   or last :data:`EDGE_LINES` of a page is one when the same line, with its numbers masked, is
   also at an edge of at least :data:`REPEATS` other pages within :data:`WINDOW` pages before or
   after it. Nothing else is consulted (no word lists), so the result is a pure function of the
-  document: the same pages always give the same text, however they are fed.
+  document: the same pages always give the same text, however they are fed. A page whose every
+  line would go keeps them all: such lines are its content, not a frame around it.
 * **Hyphenated line breaks** ("infor-\\nmation") are joined when a lowercase letter ends the line
   before the hyphen and another starts the next one.
 
@@ -111,6 +112,8 @@ class RunningLines:
                 other_lines = other_text.split("\n")
                 seen.update({_signature(other_lines[j]) for j in _edge_indexes(other_lines)})
         drop = {j for j in edges if seen[_signature(lines[j])] >= REPEATS}
+        if all(j in drop for j, line in enumerate(lines) if line.strip()):
+            drop = set()  # a header frames a page's text; with no text besides, it is the text
         kept = [line for j, line in enumerate(lines) if j not in drop]
         return join_hyphens("\n".join(kept).strip())
 

@@ -1,6 +1,9 @@
 """Running headers and footers out, hyphenated line breaks joined; deterministic per document."""
 
+import pypdfium2
+
 from pdfqa.cleanup import RunningLines, join_hyphens
+from tests.conftest import CORPUS
 
 
 def feed(pages: list[str]) -> list[str]:
@@ -36,3 +39,18 @@ def test_alternating_headers_of_facing_pages_go() -> None:
 def test_hyphenated_line_breaks_are_joined() -> None:
     assert join_hyphens("the infor-\nmation age") == "the information age"
     assert join_hyphens("COVID-\n19 and non-GAAP") == "COVID-\n19 and non-GAAP"
+
+
+def test_a_page_made_only_of_repeating_lines_keeps_them() -> None:
+    """bad/long_5000_pages.pdf: each page is one line that, numbers masked, is the same on every
+    page. It is the page's content; dropping it left 5,000 pages without text."""
+    pdf = pypdfium2.PdfDocument(CORPUS / "bad" / "long_5000_pages.pdf")
+    try:
+        pages = [pdf[i].get_textpage().get_text_range() for i in range(12)]
+    finally:
+        pdf.close()
+    assert all(p.startswith(f"Page {n} of the long document.") for n, p in enumerate(pages, 1))
+    assert feed(pages) == [p.strip() for p in pages]
+    # With text beside them, the same lines are a frame and go.
+    framed = [f"{p}\nBody of page {n}, about topic {chr(97 + n)}." for n, p in enumerate(pages)]
+    assert feed(framed) == [f"Body of page {n}, about topic {chr(97 + n)}." for n in range(12)]

@@ -102,6 +102,7 @@ bench: $(STAMP) ## Ingestion, OCR and answer benchmarks (prints figures)
 	$(BIN)/python -m bench.ocr
 	$(BIN)/python -m bench.answers
 	$(BIN)/python -m bench.tracing
+	$(BIN)/python -m bench.queues
 
 eval: $(STAMP) ## Retrieval quality (hit@1, hit@5, MRR) on eval/questions.jsonl
 	$(BIN)/python eval/verify.py

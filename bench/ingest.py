@@ -180,7 +180,8 @@ async def ingest_documents(env: dict[str, str], workdir: Path) -> list[dict[str,
                 upload_id, ack = await upload(http, headers, CORPUS / name)
                 done = await until_done(http, headers, upload_id)
                 elapsed = time.perf_counter() - t0
-                job = (await http.get(f"/api/v1/jobs/ingest:{upload_id}", headers=headers)).json()
+                row = (await http.get(f"/api/v1/uploads/{upload_id}", headers=headers)).json()
+                job = (await http.get(f"/api/v1/jobs/{row['job_id']}", headers=headers)).json()
                 rows.append(
                     {
                         "name": name,

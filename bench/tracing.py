@@ -104,6 +104,7 @@ async def phase(name: str, workdir: Path) -> tuple[list[float], list[float]]:
             r = await http.post(
                 "/api/v1/conversations", json={"upload_ids": [doc]}, headers=headers
             )
+            assert r.status_code == 201, r.text
             conv = r.json()["id"]
             for i in range(WARMUP):
                 await first_token(http, headers, conv, QUESTIONS[i % len(QUESTIONS)])

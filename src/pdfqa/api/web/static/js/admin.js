@@ -70,6 +70,7 @@ function renderJobs(jobs) {
       const tr = document.createElement("tr");
       tr.dataset.job = job.id;
       tr.dataset.state = job.state;
+      tr.dataset.finished = job.finished_at || "";
       const progress = job.pages_total ? ` (${job.pages_done}/${job.pages_total} pages)` : "";
       tr.append(
         cell(job.function),

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pdfqa.settings import Settings
 
@@ -137,3 +138,20 @@ class _socket_ok:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
+
+
+MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metric_samples(text: str) -> MetricSamples:
+    """A Prometheus text page, parsed by Prometheus's own parser: (name, labels) -> value."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric_value(samples: MetricSamples, name: str, **labels: str) -> float:
+    """One sample's value; 0 when the page does not hold it (a counter never moved)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)

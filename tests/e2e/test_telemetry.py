@@ -16,9 +16,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 from pdfqa.settings import Settings
+from tests.conftest import metric_samples, metric_value
 from tests.e2e.conftest import (
     BIN,
     Process,
@@ -99,14 +99,6 @@ def collector() -> Iterator[Collector]:
     server.server_close()
 
 
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 def test_traces_reach_an_otlp_collector_and_the_console_and_a_worker_serves_its_metrics(
     settings: Settings,
     corpus: Path,
@@ -139,11 +131,12 @@ def test_traces_reach_an_otlp_collector_and_the_console_and_a_worker_serves_its_
     chunks = events[-1][1]["chunks"]
 
     # The worker's own metrics, on its own port, in Prometheus's text format.
-    samples = _samples(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text)
-    key = ("pdfqa_jobs_total", (("function", "ingest"), ("outcome", "complete")))
-    assert samples.get(key) == 1.0, sorted(k for k in samples if k[0].startswith("pdfqa_"))
-    assert samples[("pdfqa_ingested_chunks_total", ())] == chunks
-    assert samples[("pdfqa_ingested_pages_total", ())] >= 1
+    page = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    samples = metric_samples(page)
+    jobs = metric_value(samples, "pdfqa_jobs_total", function="ingest", outcome="complete")
+    assert jobs == 1.0, sorted(k for k in samples if k[0].startswith("pdfqa_"))
+    assert metric_value(samples, "pdfqa_ingested_chunks_total") == chunks
+    assert metric_value(samples, "pdfqa_ingested_pages_total") >= 1
 
     # Both processes export in batches (every few seconds, and at exit): stopping them flushes
     # what is left, so every span has arrived once both have exited. (uvicorn ends by raising

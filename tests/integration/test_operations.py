@@ -16,7 +16,6 @@ import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from pdfqa import dashboard, lifecycle, retrieval, workers
 from pdfqa.api.app import create_app
@@ -24,7 +23,7 @@ from pdfqa.jobs.worker import Supervisor
 from pdfqa.queue import QueueKind
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings
-from tests.conftest import _drop
+from tests.conftest import _drop, metric_samples, metric_value
 from tests.integration.conftest import login, on_app, run_jobs, start_on_app, upload
 from tests.integration.test_conversations import ask_sse, conversation
 
@@ -272,29 +271,17 @@ async def _expire_kept_file(res: Resources, upload_id: UUID) -> str:
     return status
 
 
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def _value(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
 async def test_metrics_move_with_an_ingestion_and_a_question(
     client: Client, resources: Resources, corpus: Path
 ) -> None:
     r = await client.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
-    before = _samples(r.text)
+    before = metric_samples(r.text)
     headers = await login(client)
     accepted = await upload(client, headers, corpus / "quivr_sample.pdf")
-    waiting = _samples((await client.get("/metrics")).text)
-    assert _value(waiting, "pdfqa_queue_depth", queue="ingest") == 1
+    waiting = metric_samples((await client.get("/metrics")).text)
+    assert metric_value(waiting, "pdfqa_queue_depth", queue="ingest") == 1
     on_app(client, run_jobs, resources)
     conv = await conversation(client, headers, accepted["id"])
     question = "What is Quivr?"
@@ -303,10 +290,10 @@ async def test_metrics_move_with_an_ingestion_and_a_question(
     # The same question in a new conversation (no history to rewrite it): a cache hit.
     again = await conversation(client, headers, accepted["id"])
     await ask_sse(client, headers, again["id"], question)
-    after = _samples((await client.get("/metrics")).text)
+    after = metric_samples((await client.get("/metrics")).text)
 
     def moved(name: str, **labels: str) -> float:
-        return _value(after, name, **labels) - _value(before, name, **labels)
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
 
     assert moved("pdfqa_jobs_total", function="ingest", outcome="complete") == 1
     assert moved("pdfqa_job_duration_seconds_count", function="ingest", outcome="complete") == 1
@@ -317,7 +304,7 @@ async def test_metrics_move_with_an_ingestion_and_a_question(
     assert moved("pdfqa_time_to_first_token_seconds_count") == 2
     assert moved("pdfqa_cache_requests_total", cache="retrieval", result="miss") == 1
     assert moved("pdfqa_cache_requests_total", cache="retrieval", result="hit") == 1
-    assert _value(after, "pdfqa_queue_depth", queue="ingest") == 0
+    assert metric_value(after, "pdfqa_queue_depth", queue="ingest") == 0
     # Litestar's request metrics, by route template (group_path): no ids in the labels.
     paths = {
         dict(labels).get("path")
@@ -332,7 +319,7 @@ async def test_metrics_move_with_an_ingestion_and_a_question(
     assert (await client.get(f"/api/v1/uploads/{bad['id']}", headers=headers)).json()[
         "status"
     ] == "failed"
-    final = _samples((await client.get("/metrics")).text)
+    final = metric_samples((await client.get("/metrics")).text)
     failures = sum(
         v - before.get(k, 0.0) for k, v in final.items() if k[0] == "pdfqa_ingestion_failures_total"
     )

@@ -318,9 +318,12 @@ class PdfDocument:
         """The reply for the page requested at ``sent_at``, within ``page_timeout_s``.
 
         An idle-priority OCR child only runs when nothing else wants the CPU, so its deadline
-        moves by the time it waited for the CPU (wall time minus the CPU time it used since the
-        request), up to :data:`STARVED_TIMEOUT_FACTOR` times the limit: a busy worker delays a
-        scan but never makes it skip pages.
+        moves by the time it waited for the CPU, up to :data:`STARVED_TIMEOUT_FACTOR` times the
+        limit: a busy worker delays a scan but never makes it skip pages. The wait is the wall
+        time since the request less the child's progress: the CPU time it used meanwhile divided
+        by its inference threads (they run in parallel: a 2-thread child that had the CPU for
+        3 s shows 6 s of CPU time). Work on one thread only looks like waiting, so an unstarved
+        page gets at most ``threads`` times the limit.
         """
         limits = self._limits
         deadline = sent_at + limits.page_timeout_s
@@ -328,13 +331,14 @@ class PdfDocument:
             return await self._receive(deadline)
         loop = asyncio.get_running_loop()
         hard = sent_at + limits.page_timeout_s * STARVED_TIMEOUT_FACTOR
+        threads = limits.ocr.threads or os.cpu_count() or 1  # onnxruntime's default: per core
         while True:
             reply = await self._receive(deadline)
             now = loop.time()
             used = _cpu_seconds(self._proc.pid)
             if not isinstance(reply, _Timeout) or used is None or now >= hard:
                 return reply
-            starved = (now - sent_at) - (used - self._sent_cpu)
+            starved = (now - sent_at) - (used - self._sent_cpu) / threads
             moved = min(hard, sent_at + limits.page_timeout_s + max(0.0, starved))
             if moved <= now + 0.5:  # it had its time: a real timeout
                 return reply

@@ -52,7 +52,7 @@ class Tuning(msgspec.Struct, frozen=True):
     mode: SearchMode = "hybrid"
     prefetch: int = 40
     dense_weight: float = 1.0
-    sparse_weight: float = 1.0
+    sparse_weight: float = 1.5
     distinct_pages: bool = True
     """One source per page: the best passage of a page stands for it."""
     page_support: float = 0.5

@@ -46,16 +46,20 @@ PAGE_SUPPORT = 0.5
 """Share of a further passage's score that its page gains."""
 
 
+_DEFAULTS = Settings()
+"""Where :class:`Tuning` takes its defaults: the settings' own, written once."""
+
+
 class Tuning(msgspec.Struct, frozen=True):
     """How a search ranks: the settings' values by default (the eval turns parts off)."""
 
     mode: SearchMode = "hybrid"
-    prefetch: int = 40
-    dense_weight: float = 1.0
-    sparse_weight: float = 1.5
+    prefetch: int = _DEFAULTS.retrieval_prefetch
+    dense_weight: float = _DEFAULTS.dense_weight
+    sparse_weight: float = _DEFAULTS.sparse_weight
     distinct_pages: bool = True
     """One source per page: the best passage of a page stands for it."""
-    page_support: float = 0.5
+    page_support: float = PAGE_SUPPORT
     """Share of a further passage's score that its page gains."""
     named_pages: bool = True
     """Pages the question names ("on page 14") come first (:func:`words.page_references`)."""

@@ -104,7 +104,7 @@ bench: $(STAMP) ## Ingestion, OCR and answer benchmarks (prints figures)
 	$(BIN)/python -m bench.tracing
 	$(BIN)/python -m bench.queues
 
-eval: $(STAMP) ## Retrieval quality (hit@1, hit@5, MRR) on eval/questions.jsonl
+eval: $(STAMP) ## Retrieval quality (page recall@5, hit@1, "not found") on our set and mmlongbench-dev
 	$(BIN)/python eval/verify.py
 	$(BIN)/python -m eval.run $(EVAL_ARGS)
 

@@ -477,8 +477,10 @@ async def _store_ocr_page(res: Resources, user_id: UUID, upload_id: UUID, page: 
     chunks = 0
     if page.error is None and page.text:
         chunks = await index_page(res, upload_id=upload_id, user_id=user_id, page=page)
-    else:
+    elif page.error is not None:
         log.warning("upload %s: OCR of page %d skipped: %s", upload_id, page.number, page.error)
+    else:  # read, but the image holds no text (a photo, a blank scan): nothing to index
+        log.info("upload %s: OCR found no text on page %d", upload_id, page.number)
     read = page.error is None
     async with res.db.acquire() as conn, conn.transaction():
         first = await ocr.finish_page(

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -351,6 +350,8 @@ async def evaluate(
             "- page support 0": msgspec.structs.replace(base, page_support=0.0),
             "- named pages off": msgspec.structs.replace(base, named_pages=False),
         }
+        if res.reranker is not None:  # PDFQA_RERANK_MODEL: what the reranker adds
+            variants["- rerank off"] = msgspec.structs.replace(base, rerank=False)
         if sweep:
             for dw, sw in ((1.0, 1.5), (1.5, 1.0), (1.0, 2.0), (2.0, 1.0)):
                 variants[f"weights {dw:g}:{sw:g}"] = msgspec.structs.replace(
@@ -541,4 +542,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -28,6 +28,8 @@ __all__ = [
     "JOBS",
     "JOB_SECONDS",
     "QUEUE_DEPTH",
+    "RERANK",
+    "RERANK_FAILURES",
     "RETRIEVAL",
     "TTFT",
     "cache_result",
@@ -67,6 +69,15 @@ RETRIEVAL = Histogram(
     "pdfqa_retrieval_seconds",
     "Time to retrieve a question's passages (embedding included).",
     buckets=LATENCY_BUCKETS,
+)
+RERANK = Histogram(
+    "pdfqa_rerank_seconds",
+    "Time the rerank endpoint took to score one question's candidates (PDFQA_RERANK_MODEL).",
+    buckets=LATENCY_BUCKETS,
+)
+RERANK_FAILURES = Counter(
+    "pdfqa_rerank_failures",
+    "Rerank requests that failed; the question kept the fused order.",
 )
 TTFT = Histogram(
     "pdfqa_time_to_first_token_seconds",

@@ -21,6 +21,7 @@ from pdfqa.embeddings import Embedder, bundled_model_dir, create_embedder
 from pdfqa.llm import ChatModel, create_chat_model
 from pdfqa.progress import Hub
 from pdfqa.queue import Queues, deserialize, serialize
+from pdfqa.rerank import Reranker, create_reranker
 from pdfqa.settings import Settings
 from pdfqa.store import db
 from pdfqa.store.deployment import deployment_id
@@ -50,6 +51,8 @@ class Resources:
     """This deployment's queue names and job ids."""
     hub: Hub
     """Progress events from Redis, fanned out to this process's open streams."""
+    reranker: Reranker | None = None
+    """The cross-encoder that re-orders retrieval's candidates; None: the fused order stands."""
     stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     """Set when the process begins to shut down: jobs stop at a page boundary, streams end."""
 
@@ -135,6 +138,7 @@ async def open_resources(
             embedder=embedder,
             count_tokens=word_piece_counter(bundled_model_dir() / "tokenizer.json"),
             chat=create_chat_model(settings, http),
+            reranker=create_reranker(settings, http),
             queues=queues,
             hub=hub,
         )

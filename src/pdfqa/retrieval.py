@@ -10,6 +10,7 @@ from whether the question's specific terms (numbers, years, names) occur in them
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from uuid import UUID
@@ -19,6 +20,8 @@ import numpy as np
 
 from pdfqa import metrics, words
 from pdfqa.citations import Source
+from pdfqa.errors import UpstreamUnavailable
+from pdfqa.rerank import Reranker
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings
 from pdfqa.sparse import SparseVector, sparse_query
@@ -36,6 +39,7 @@ __all__ = [
 ]
 
 QUERY_CACHE_TTL_S = 7 * 24 * 3600
+log = logging.getLogger(__name__)
 
 
 DISTINCT_PAGES_OVERFETCH = 3
@@ -63,6 +67,8 @@ class Tuning(msgspec.Struct, frozen=True):
     """Share of a further passage's score that its page gains."""
     named_pages: bool = True
     """Pages the question names ("on page 14") come first (:func:`words.page_references`)."""
+    rerank: bool = True
+    """Re-order the candidates with the configured reranker (``PDFQA_RERANK_MODEL``), if any."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tuning:
@@ -146,8 +152,8 @@ async def retrieve(
             span.set_attribute("cache.hit", cached is not None)
             if cached is not None:
                 return _retrieval_decoder.decode(cached)
-        found = await _retrieve(res, user_id, upload_names, query, limit, tuning)
-        if key is not None:
+        found, complete = await _retrieve(res, user_id, upload_names, query, limit, tuning)
+        if key is not None and complete:  # a reranker that failed this time may answer next
             await res.redis.set(
                 key, _retrieval_encoder.encode(found), ex=settings.retrieval_cache_ttl_s
             )
@@ -192,6 +198,7 @@ async def _cache_key(  # noqa: PLR0917
         msgspec.json.encode(tuning).decode(),
         *(f"{u}\x00{g!r}\x00{names[u]}" for u, g in zip(ids, gens, strict=True)),
         str(res.settings.min_confidence),
+        res.reranker.model if res.reranker is not None else "",
     ]
     digest = hashlib.sha256("\x01".join(parts).encode()).hexdigest()
     return f"{res.settings.queue_name}:cache:retrieval:{digest}"
@@ -204,27 +211,39 @@ async def _retrieve(  # noqa: PLR0917
     query: str,
     limit: int,
     tuning: Tuning,
-) -> Retrieval:
+) -> tuple[Retrieval, bool]:
+    """The retrieval, and whether every part of it worked (a failed reranker's is not cached)."""
     settings = res.settings
     dense = await embed_query(res, query)
     sparse = sparse_query(query)
     upload_ids = [str(u) for u in upload_names]
+    reranker = res.reranker if tuning.rerank else None
+    fetch = limit * DISTINCT_PAGES_OVERFETCH if tuning.distinct_pages else limit
+    if reranker is not None:
+        fetch = max(fetch, settings.rerank_candidates)
     found = await res.vectors.search(
         user_id=str(user_id),
         upload_ids=upload_ids,
         dense=dense,
         sparse=sparse,
-        limit=limit * DISTINCT_PAGES_OVERFETCH if tuning.distinct_pages else limit,
+        limit=fetch,
         mode=tuning.mode,
         prefetch_limit=tuning.prefetch,
         weights=(tuning.dense_weight, tuning.sparse_weight),
         with_dense=True,
     )
-    hits = (
-        _distinct_pages(found, limit, tuning.page_support)
-        if tuning.distinct_pages
-        else found[:limit]
-    )
+    support, complete = tuning.page_support, True
+    if reranker is not None and found:
+        # Only the asker's own passages ever leave for the endpoint (defence in depth: the
+        # store's filter already scoped the search to them).
+        found = [h for h in found if h.user_id == str(user_id) and h.upload_id in upload_ids]
+        reranked = await _reranked(reranker, query, found)
+        complete = reranked is not None
+        if reranked is not None:
+            # The reranker's scores are its own scale (logits or probabilities): a page's best
+            # passage stands for it, with no sum over its other passages.
+            found, support = reranked, 0.0
+    hits = _distinct_pages(found, limit, support) if tuning.distinct_pages else found[:limit]
     named = words.page_references(query) if tuning.named_pages else []
     if named:
         hits = await _named_pages_first(res, user_id, upload_ids, dense, sparse, named, hits, limit)
@@ -249,7 +268,7 @@ async def _retrieve(  # noqa: PLR0917
         specific=round(_specific(query, sources, list(upload_names.values())), 4),
     )
     confidence = signals.confidence()
-    return Retrieval(
+    retrieval = Retrieval(
         query=query,
         sources=sources,
         relevant=bool(sources) and confidence >= settings.min_confidence,
@@ -257,6 +276,24 @@ async def _retrieve(  # noqa: PLR0917
         confidence=confidence,
         signals=signals,
     )
+    return retrieval, complete
+
+
+async def _reranked(reranker: Reranker, query: str, hits: Sequence[Hit]) -> list[Hit] | None:
+    """``hits`` in the reranker's order, each scored by it; None when the reranker failed (the
+    caller keeps the fused order: an optional model never fails a question)."""
+    with tracer.start_as_current_span("rerank") as span:
+        span.set_attribute("candidates", len(hits))
+        try:
+            with metrics.timed(metrics.RERANK):
+                scores = await reranker.scores(query, [hit.text for hit in hits])
+        except UpstreamUnavailable as err:
+            metrics.RERANK_FAILURES.inc()
+            span.set_attribute("error", str(err))
+            log.warning("rerank failed, the fused order stands: %s", err)
+            return None
+    order = sorted(range(len(hits)), key=lambda i: -scores[i])  # stable: ties keep fused order
+    return [msgspec.structs.replace(hits[i], score=scores[i]) for i in order]
 
 
 async def _named_pages_first(  # noqa: PLR0917

@@ -110,6 +110,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     sparse_weight: float = 1.5
     """Weight of the sparse (BM25, exact terms) ranking in reciprocal-rank fusion (1.5: chosen
     on mmlongbench-dev and the eval's own questions; see the README's retrieval figures)."""
+    rerank_model: str | None = None
+    """Cross-encoder that re-orders the fused candidates (e.g. ``BAAI/bge-reranker-v2-m3``) behind
+    a Jina/Cohere-style ``POST /rerank``; unset (the default): the fused order stands."""
+    rerank_base_url: str | None = None
+    """Base URL of the rerank endpoint (``<base>/rerank``); unset: ``openai_base_url``."""
+    rerank_api_key: str | None = None
+    """API key of the rerank endpoint; unset: ``openai_api_key``."""
+    rerank_candidates: int = 30
+    """Passages the reranker scores for each question (the best of the fused ranking)."""
+    rerank_timeout_s: float = 10.0
+    """Timeout of one rerank request; past it (or on any error) the fused order stands."""
     min_confidence: float = 0.166
     """Below this retrieval confidence (0-1), the answer says "not found" (sources still shown).
 

@@ -236,7 +236,7 @@ async def _retrieve(  # noqa: PLR0917
     if reranker is not None and found:
         # Only the asker's own passages ever leave for the endpoint (defence in depth: the
         # store's filter already scoped the search to them).
-        found = [h for h in found if h.user_id == str(user_id) and h.upload_id in upload_ids]
+        found = _owned(found, user_id, upload_ids)
         reranked = await _reranked(reranker, query, found)
         complete = reranked is not None
         if reranked is not None:
@@ -259,8 +259,7 @@ async def _retrieve(  # noqa: PLR0917
             text=hit.text,
             score=round(hit.score, 6),
         )
-        for i, hit in enumerate(hits, start=1)
-        if hit.user_id == str(user_id) and hit.upload_id in names  # defence in depth
+        for i, hit in enumerate(_owned(hits, user_id, upload_ids), start=1)  # defence in depth
     ]
     signals = Signals(
         similarity=round(_best_similarity(dense, [h.dense for h in hits[:3]]), 4),
@@ -277,6 +276,12 @@ async def _retrieve(  # noqa: PLR0917
         signals=signals,
     )
     return retrieval, complete
+
+
+def _owned(hits: Sequence[Hit], user_id: UUID, upload_ids: Sequence[str]) -> list[Hit]:
+    """The hits that belong to ``user_id`` and one of ``upload_ids`` (the store's filter already
+    guarantees it; checked again before anything leaves retrieval)."""
+    return [h for h in hits if h.user_id == str(user_id) and h.upload_id in upload_ids]
 
 
 async def _reranked(reranker: Reranker, query: str, hits: Sequence[Hit]) -> list[Hit] | None:

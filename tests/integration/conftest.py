@@ -84,6 +84,25 @@ async def upload(
     return body
 
 
+async def ingest_ready(
+    client: AsyncTestClient[Litestar], pdf: bytes, name: str = "board.pdf"
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Register a new user, upload ``pdf`` as ``name``, run its ingestion job and return the
+    user's bearer header and the upload, checked to be ``ready``."""
+    headers = await login(client)
+    r = await client.post(
+        "/api/v1/uploads", files={"file": (name, pdf, "application/pdf")}, headers=headers
+    )
+    assert r.status_code == 202, r.text
+    upload_id = r.json()["id"]
+    assert on_app(client, run_jobs, client.app.state.resources, "ingest") == 1
+    body: dict[str, Any] = (
+        await client.get(f"/api/v1/uploads/{upload_id}", headers=headers)
+    ).json()
+    assert body["status"] == "ready", body
+    return headers, body
+
+
 INGESTION_KINDS: tuple[QueueKind, ...] = ("ingest", "ocr")
 
 

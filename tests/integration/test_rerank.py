@@ -25,7 +25,7 @@ from pdfqa.resources import Resources
 from pdfqa.retrieval import Retrieval, Tuning, retrieve
 from pdfqa.settings import Settings
 from tests.conftest import metric_samples, metric_value
-from tests.integration.conftest import login, on_app, run_jobs
+from tests.integration.conftest import ingest_ready, on_app
 from tests.pdfs import mixed_pdf
 
 Client = AsyncTestClient[Litestar]
@@ -85,19 +85,8 @@ async def client(settings: Settings, fake: FakeReranker) -> AsyncIterator[Client
 
 
 async def ingest(client: Client, pages: list[tuple[list[str], bool]]) -> tuple[UUID, UUID]:
-    res: Resources = client.app.state.resources
-    headers = await login(client)
-    r = await client.post(
-        "/api/v1/uploads",
-        files={"file": ("board.pdf", mixed_pdf(pages), "application/pdf")},
-        headers=headers,
-    )
-    assert r.status_code == 202, r.text
-    upload_id = r.json()["id"]
-    assert on_app(client, run_jobs, res, "ingest") == 1
-    body = (await client.get(f"/api/v1/uploads/{upload_id}", headers=headers)).json()
-    assert body["status"] == "ready", body
-    return UUID(body["user_id"]), UUID(upload_id)
+    _, body = await ingest_ready(client, mixed_pdf(pages))
+    return UUID(body["user_id"]), UUID(body["id"])
 
 
 def ask(
@@ -180,17 +169,9 @@ async def test_a_failing_reranker_leaves_the_fused_order_and_is_not_cached(
 
 
 async def test_a_question_through_the_api_is_reranked(client: Client, fake: FakeReranker) -> None:
-    headers = await login(client)
-    res: Resources = client.app.state.resources
+    headers, upload = await ingest_ready(client, mixed_pdf(BOARD))
     r = await client.post(
-        "/api/v1/uploads",
-        files={"file": ("board.pdf", mixed_pdf(BOARD), "application/pdf")},
-        headers=headers,
-    )
-    upload_id = r.json()["id"]
-    assert on_app(client, run_jobs, res, "ingest") == 1
-    r = await client.post(
-        "/api/v1/conversations", json={"upload_ids": [upload_id]}, headers=headers
+        "/api/v1/conversations", json={"upload_ids": [upload["id"]]}, headers=headers
     )
     conversation = r.json()["id"]
     r = await client.post(

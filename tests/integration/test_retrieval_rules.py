@@ -9,7 +9,7 @@ from litestar.testing import AsyncTestClient
 
 from pdfqa.resources import Resources
 from pdfqa.retrieval import Tuning, retrieve
-from tests.integration.conftest import login, on_app, run_jobs
+from tests.integration.conftest import ingest_ready, on_app
 from tests.pdfs import mixed_pdf
 
 Client = AsyncTestClient[Litestar]
@@ -26,19 +26,8 @@ PAGES = [
 
 
 async def ingest(client: Client) -> tuple[UUID, UUID]:
-    res: Resources = client.app.state.resources
-    headers = await login(client)
-    r = await client.post(
-        "/api/v1/uploads",
-        files={"file": ("board.pdf", mixed_pdf(PAGES), "application/pdf")},
-        headers=headers,
-    )
-    assert r.status_code == 202, r.text
-    upload_id = r.json()["id"]
-    assert on_app(client, run_jobs, res, "ingest") == 1
-    body = (await client.get(f"/api/v1/uploads/{upload_id}", headers=headers)).json()
-    assert body["status"] == "ready", body
-    return UUID(body["user_id"]), UUID(upload_id)
+    _, body = await ingest_ready(client, mixed_pdf(PAGES))
+    return UUID(body["user_id"]), UUID(body["id"])
 
 
 async def pages(

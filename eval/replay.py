@@ -30,18 +30,25 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from eval.run import BENCHMARK, HERE, benchmark_questions, own_questions
+from eval.run import BENCHMARK, HERE, K, benchmark_questions, own_questions
 from pdfqa import words
 from pdfqa.resources import open_resources
-from pdfqa.retrieval import PAGE_SUPPORT, embed_query
+from pdfqa.retrieval import (
+    DISTINCT_PAGES_OVERFETCH,
+    NAMED_PAGE_PREFETCH,
+    PAGE_SUPPORT,
+    embed_query,
+)
 from pdfqa.settings import Settings, load_settings
 from pdfqa.sparse import AVG_DOC_LEN, K1, B, sparse_query
 from pdfqa.store import uploads
+from pdfqa.store.vectors import Hit
+from pdfqa.store.vectors.base import RRF_K as STORE_RRF_K
 
-K = 5
-TOP_K = 6
-OVERFETCH = 3
-RRF_K = 2.0
+DEFAULTS = Settings()
+TOP_K = DEFAULTS.retrieval_top_k
+WEIGHTS = (DEFAULTS.dense_weight, DEFAULTS.sparse_weight)
+RRF_K = float(STORE_RRF_K)
 SENTENCE_CANDIDATES = 30
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
 
@@ -88,6 +95,11 @@ def strip_format(question: str) -> str:
     """The question up to its last "?", when instructions ("Round to two decimals.") follow."""
     end = question.rfind("?")
     return question[: end + 1] if 0 < end < len(question) - 3 else question
+
+
+def _first_page(hit: Hit) -> int:
+    """The page a passage's citation shows."""
+    return hit.pages[0] if hit.pages else 0
 
 
 def _f32(vector: Sequence[float]) -> bytes:
@@ -140,7 +152,7 @@ async def collect(settings: Settings, qset: str) -> Rankings:
                 chunks[q.doc] = [
                     Chunk(
                         h.chunk_id,
-                        h.pages[0] if h.pages else 0,
+                        _first_page(h),
                         index.get(h.chunk_id, 0),
                         h.text,
                         _f32(h.dense or []),
@@ -150,7 +162,7 @@ async def collect(settings: Settings, qset: str) -> Rankings:
             named = []
             for page in words.page_references(q.question):
                 best = await res.vectors.search(
-                    **{**common, "limit": 1}, prefetch_limit=10, page=page
+                    **{**common, "limit": 1}, prefetch_limit=NAMED_PAGE_PREFETCH, page=page
                 )
                 named += [h.pages[0] for h in best if h.pages]
             records.append(
@@ -162,12 +174,8 @@ async def collect(settings: Settings, qset: str) -> Rankings:
                     answerable=q.answerable,
                     query=_f32(dense),
                     query_stripped=_f32(dense_stripped),
-                    dense=[
-                        Ranked(h.chunk_id, h.pages[0] if h.pages else 0, h.score) for h in by_dense
-                    ],
-                    sparse=[
-                        Ranked(h.chunk_id, h.pages[0] if h.pages else 0, h.score) for h in by_sparse
-                    ],
+                    dense=[Ranked(h.chunk_id, _first_page(h), h.score) for h in by_dense],
+                    sparse=[Ranked(h.chunk_id, _first_page(h), h.score) for h in by_sparse],
                     named=named,
                 )
             )
@@ -188,9 +196,9 @@ async def collect(settings: Settings, qset: str) -> Rankings:
 
 def fuse(
     *lists: Sequence[Ranked] | Sequence[int],
-    weights: Sequence[float] = (1.0, 1.5),
+    weights: Sequence[float] = WEIGHTS,
     k: float = RRF_K,
-    prefetch: int = 40,
+    prefetch: int = DEFAULTS.retrieval_prefetch,
 ) -> tuple[list[Any], dict[Any, float]]:
     """Weighted reciprocal-rank fusion as Qdrant computes it; ties keep first-seen order."""
     scores: dict[Any, float] = defaultdict(float)
@@ -208,7 +216,7 @@ def page_scores(
     scores: dict[str, float],
     page_of: dict[str, int],
     *,
-    overfetch: int = OVERFETCH,
+    overfetch: int = DISTINCT_PAGES_OVERFETCH,
     support: float = PAGE_SUPPORT,
 ) -> dict[int, float]:
     """One score per page from its passages among the first ``TOP_K * overfetch``."""
@@ -488,7 +496,7 @@ def variants(replay: Replay) -> dict[str, Ranking]:
         ranked, scores = fuse(r.dense, r.sparse)
         base = page_scores(ranked, scores, replay.page_of)
         if _QUANTITY.search(r.question):
-            for chunk in ranked[TOP_K * OVERFETCH : 60]:
+            for chunk in ranked[TOP_K * DISTINCT_PAGES_OVERFETCH : 60]:
                 base.setdefault(replay.page_of[chunk], scores[chunk])
             base = {p: s * (1 + beta * density[(r.doc, p)]) for p, s in base.items()}
         return pages_of(r, base)
@@ -500,7 +508,7 @@ def variants(replay: Replay) -> dict[str, Ranking]:
     return out
 
 
-def ceiling(replay: Replay, prefetch: int = 40) -> float:
+def ceiling(replay: Replay, prefetch: int = DEFAULTS.retrieval_prefetch) -> float:
     n = found = 0
     for r in replay.data.records:
         if r.answerable:

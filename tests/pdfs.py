@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+_PIECE = 8000
+
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
 def text_pdf(lines: list[str], *, prefix: bytes = b"") -> bytes:
-    """A one-page PDF showing ``lines`` (Latin-1 text), optionally after ``prefix`` bytes."""
+    """A one-page PDF showing ``lines`` (Latin-1 text), optionally after ``prefix`` bytes.
+
+    A line longer than a PDF string may be (pdfium reads at most 32 KB of one) is shown as
+    several strings on the same baseline, which a reader takes for one line.
+    """
     stream = "BT /F1 11 Tf 50 780 Td 14 TL\n"
-    stream += "".join(f"({_escape(line)}) '\n" for line in lines) + "ET\n"
-    content = stream.encode("latin-1")
+    for line in lines:
+        pieces = [line[i : i + _PIECE] for i in range(0, len(line), _PIECE)] or [""]
+        stream += "T*\n" + "".join(f"({_escape(piece)}) Tj\n" for piece in pieces)
+    content = (stream + "ET\n").encode("latin-1")
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",

@@ -80,7 +80,9 @@ def _prompt_text(name: str) -> str:
 
 
 _CITATION_LIKE = re.compile(r"\[(\s*\d+\s*)\]")
-_ROLE_LIKE = re.compile(r"(#+[ \t]*)?\b(system|assistant|user|instructions?)[ \t]*:", re.I)
+# A header's "#"s are matched from the first of a run only (the lookbehind): tried from every
+# "#" of a long run, the pattern would cost the square of the run's length.
+_ROLE_LIKE = re.compile(r"(?:(?<!#)#+[ \t]*)?\b(system|assistant|user|instructions?)[ \t]*:", re.I)
 
 
 def escape_passage(text: str) -> str:
@@ -213,6 +215,9 @@ def extractive_answer(
     )
 
 
+# A piece starts after a non-space (or at the start): tried from inside a run of whitespace
+# with nothing after it, "\s*\S+" would cost the square of the run's length.
+_PIECE = re.compile(r"(?<!\s)\s*\S+")
 _FIGURE_DIGITS = re.compile(r"\d[\d,.]*\d|\d%")
 _NUMBERING = re.compile(r"^\s*(?:\d+\.)*\d+\.?\s+")
 _FIGURE = re.compile(r"[$€£]?\s?\d[\d,.]*\s?(?:%|percent|million|billion|thousand|bn|m)?", re.I)
@@ -282,4 +287,4 @@ def _sentences(text: str) -> list[str]:
 
 def pieces(text: str) -> list[str]:
     """Split an answer into token-like pieces (a word and the space before it) for streaming."""
-    return re.findall(r"\s*\S+", text) or [text]
+    return _PIECE.findall(text) or [text]

@@ -7,6 +7,10 @@ sentences from the end of the previous one on the same page. A chunk never spans
 so the page a source cites always holds its text. Nothing exceeds ``max_tokens``, so no chunk
 has a tail the embedder cannot see (all-MiniLM-L6-v2 reads 256 word pieces, two of them special
 tokens).
+
+Each chunk carries its keyword (BM25) vector too (:func:`pdfqa.sparse.sparse_document`), so
+every pass over a document's text happens where the chunker runs: in the sandboxed extraction
+child (:mod:`pdfqa.extract.sandbox`), never in the worker's event-loop process.
 """
 
 from __future__ import annotations
@@ -20,8 +24,16 @@ from pathlib import Path
 import msgspec
 
 from pdfqa.cleanup import CleanupState, RunningLines
+from pdfqa.sparse import SparseVector, sparse_document
 
-__all__ = ["Chunk", "Chunker", "ChunkerState", "TokenCounter", "word_piece_counter"]
+__all__ = [
+    "Chunk",
+    "ChunkSpec",
+    "Chunker",
+    "ChunkerState",
+    "TokenCounter",
+    "word_piece_counter",
+]
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 """Counts the word pieces of each text (without special tokens)."""
@@ -33,9 +45,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[•])")
 _SPACES = re.compile(r"[ \t\f\v]+")
 # Dot leaders of tables of contents (". . . . . 12"): noise for both kinds of vectors.
 _LEADER = re.compile(r"(?:\s?[.\u2026]){4,}")
-# A table-of-contents entry: a title, a dot leader, a page number. It only points to where the
-# answer is, and its titles outrank the sections themselves, so it is not indexed.
-_TOC_ENTRY = re.compile(r"(?:\s?[.\u2026]){4,}\s*[0-9ivxlc]{1,4}\s*$", re.IGNORECASE)
+# The end of a table-of-contents entry's leader, matched only against the last characters
+# before its page number (see _is_toc_entry): four dots, each after at most one space.
+_LEADER_END = re.compile(r"(?:\s?[.\u2026]){4}\Z")
+_PAGE_NUMBER_CHARS = "0123456789ivxlcIVXLC"
 
 
 class Chunk(msgspec.Struct, frozen=True):
@@ -47,6 +60,34 @@ class Chunk(msgspec.Struct, frozen=True):
     """The 1-based pages the text came from, ascending."""
     text: str
     tokens: int
+    sparse: SparseVector
+    """The text's keyword vector (BM25 term weights), computed beside the chunk."""
+
+
+class ChunkSpec(msgspec.Struct, frozen=True):
+    """How to cut chunks, as a value a child process can rebuild its :class:`Chunker` from."""
+
+    tokenizer: str
+    """Path of the Hugging Face ``tokenizer.json`` whose word pieces are counted."""
+    target_tokens: int
+    overlap_tokens: int
+    max_tokens: int
+
+    def counter(self) -> TokenCounter:
+        """Load the tokenizer (once per process: it takes ~50 ms)."""
+        return word_piece_counter(Path(self.tokenizer))
+
+    def chunker(self, count: TokenCounter, state: ChunkerState | None = None) -> Chunker:
+        """A new chunker counting with ``count``, resumed from ``state`` when given."""
+        chunker = Chunker(
+            count,
+            target_tokens=self.target_tokens,
+            overlap_tokens=self.overlap_tokens,
+            max_tokens=self.max_tokens,
+        )
+        if state is not None:
+            chunker.restore(state)
+        return chunker
 
 
 @dataclass
@@ -185,8 +226,9 @@ class Chunker:
         chunk = Chunk(
             index=self._next_index,
             pages=sorted({u.page for u in units}),
-            text=_join(units),
+            text=(text := _join(units)),
             tokens=self._size,
+            sparse=sparse_document(text),
         )
         self._next_index += 1
         # Carry whole trailing units, up to the overlap budget, into the next chunk.
@@ -210,7 +252,7 @@ def _split(text: str) -> list[tuple[str, bool]]:
         lines = [
             _SPACES.sub(" ", _LEADER.sub(" … ", line)).strip()
             for line in paragraph.splitlines()
-            if not _TOC_ENTRY.search(line)
+            if not _is_toc_entry(line)
         ]
         lines = [line for line in lines if line]
         if not lines:
@@ -221,6 +263,22 @@ def _split(text: str) -> list[tuple[str, bool]]:
         else:
             pieces.extend((line, True) for line in lines)
     return pieces
+
+
+def _is_toc_entry(line: str) -> bool:
+    """A table-of-contents entry: a title, a dot leader, a page number ("Risk factors .... 12").
+
+    It only points to where the answer is, and its titles outrank the sections themselves, so
+    it is not indexed. Checked from the end of the line, in time linear in its length: a
+    pattern anchored at the end but tried from every offset (as ``re.search`` does) costs the
+    square of the line's length on a line of dot leaders, and a PDF page can hold a
+    million-character line of them.
+    """
+    body = line.rstrip()
+    before_number = body.rstrip(_PAGE_NUMBER_CHARS)
+    if not 1 <= len(body) - len(before_number) <= 4:
+        return False
+    return _LEADER_END.search(before_number.rstrip()[-8:]) is not None
 
 
 def _is_prose(lines: list[str]) -> bool:

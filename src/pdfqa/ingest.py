@@ -1,8 +1,10 @@
 """Pages -> chunks -> embeddings -> points, as one pipeline over the interfaces.
 
-Three stages overlap: the extraction child process reads page *n+1* while the chunker (a thread)
-cuts page *n* and the embedder works on an earlier batch; upserts happen as batches finish. With
-a remote embedder several batches are in flight at once (``Embedder.max_concurrency``).
+Three stages overlap: the extraction child process reads and cuts page *n+1* (cleanup, chunks
+and their keyword vectors: every pass over the document's text happens in that sandboxed child,
+never in this process) while the embedder works on an earlier batch; upserts happen as batches
+finish. With a remote embedder several batches are in flight at once
+(``Embedder.max_concurrency``).
 
 The pipeline knows nothing of an upload's status: it reports :class:`Progress` through a
 callback, each carrying the :class:`Checkpoint` that is safe to resume from (every chunk before
@@ -24,11 +26,10 @@ from uuid import UUID
 import msgspec
 
 from pdfqa import metrics
-from pdfqa.chunking import Chunk, Chunker, ChunkerState
+from pdfqa.chunking import Chunk, ChunkerState, ChunkSpec
 from pdfqa.errors import IngestError
-from pdfqa.extract import PageText
+from pdfqa.extract import PageChunks
 from pdfqa.resources import Resources
-from pdfqa.sparse import SparseVector, sparse_document
 from pdfqa.store.vectors import ChunkPoint
 from pdfqa.tracing import tracer
 
@@ -44,6 +45,7 @@ __all__ = [
     "ReportProgress",
     "StageTimes",
     "Stopped",
+    "chunk_spec",
     "fingerprint",
     "ingest_pages",
     "unwrap",
@@ -156,11 +158,27 @@ class _Tracker:
             self.pages_done = self.safe.pages_done
 
 
+CHECKPOINT_FORMAT = 2
+"""Bumped when a checkpoint's contents change meaning (2: chunks carry their keyword vectors)."""
+
+
 def fingerprint(res: Resources) -> str:
-    """What a checkpoint depends on: the embedder and the chunk sizes."""
+    """What a checkpoint depends on: its format, the embedder and the chunk sizes."""
     s = res.settings
     return (
-        f"{res.embedder.name}:{s.chunk_tokens}:{s.chunk_overlap_tokens}:{res.embedder.max_tokens}"
+        f"{CHECKPOINT_FORMAT}:{res.embedder.name}:{s.chunk_tokens}:{s.chunk_overlap_tokens}:"
+        f"{res.embedder.max_tokens}"
+    )
+
+
+def chunk_spec(res: Resources) -> ChunkSpec:
+    """How the extraction child cuts chunks for this embedder (two word pieces are its own)."""
+    limit = res.embedder.max_tokens - 2
+    return ChunkSpec(
+        tokenizer=str(res.tokenizer),
+        target_tokens=min(res.settings.chunk_tokens, limit),
+        overlap_tokens=res.settings.chunk_overlap_tokens,
+        max_tokens=limit,
     )
 
 
@@ -169,13 +187,15 @@ async def ingest_pages(
     *,
     upload_id: UUID,
     user_id: UUID,
-    pages: Callable[[int], AsyncIterator[PageText]],
+    pages: Callable[[int, ChunkerState | None], AsyncIterator[PageChunks]],
     pages_total: int,
     report: ReportProgress,
     resume: Checkpoint | None = None,
     stop: asyncio.Event | None = None,
 ) -> PipelineResult:
-    """Turn an upload's pages into stored points; ``pages(n)`` yields pages from ``n`` on.
+    """Turn an upload's pages into stored points; ``pages(n, state)`` yields pages from ``n``
+    on, cut into chunks by a chunker resumed from ``state``, then the chunks held at the end
+    (:meth:`pdfqa.extract.PdfDocument.chunks`).
 
     Raises :class:`IngestError` (no text, or the extraction's reason), :class:`Stopped` when
     ``stop`` is set (at the next page boundary, after storing what was cut), and whatever the
@@ -185,7 +205,7 @@ async def ingest_pages(
     pipeline = _Pipeline(res, upload_id, user_id, pages_total, report, resume, stop)
     first = 1 if resume is None else resume.pages_done + 1
     try:
-        await pipeline.run(pages(first))
+        await pipeline.run(pages(first, None if resume is None else resume.chunker))
     except BaseExceptionGroup as group:
         raise unwrap(group) from None
     if pipeline.stopped:
@@ -239,7 +259,6 @@ class _Pipeline:
         stop: asyncio.Event | None,
     ) -> None:
         settings = res.settings
-        embedder = res.embedder
         self.res = res
         self.upload_id, self.user_id = upload_id, user_id
         self.times = StageTimes()
@@ -249,18 +268,14 @@ class _Pipeline:
         self.stopped = False
         self.fingerprint = fingerprint(res)
         self.batch_size = settings.embed_batch_size
-        self.embedders = max(1, embedder.max_concurrency)
-        self.chunker = Chunker(
-            res.count_tokens,
-            target_tokens=min(settings.chunk_tokens, embedder.max_tokens - 2),
-            overlap_tokens=settings.chunk_overlap_tokens,
-            max_tokens=embedder.max_tokens - 2,
-        )
+        self.embedders = max(1, res.embedder.max_concurrency)
+        self.chunker = ChunkerState()
+        """The child's chunker after the last page read."""
         self.pending: list[Chunk] = []
         self.emitted = 0
         """Chunks cut so far (stored, in flight or pending), counting a checkpoint's."""
         if resume is not None:
-            self.chunker.restore(resume.chunker)
+            self.chunker = resume.chunker
             self.pending = list(resume.pending)
             self.emitted = resume.chunks + len(resume.pending)
             t = self.tracker
@@ -276,7 +291,7 @@ class _Pipeline:
             maxsize=2
         )
 
-    async def run(self, pages: AsyncIterator[PageText]) -> None:
+    async def run(self, pages: AsyncIterator[PageChunks]) -> None:
         await self.reporter.report(force=True)
         async with asyncio.TaskGroup() as tasks:
             work = [
@@ -320,7 +335,7 @@ class _Pipeline:
         finally:
             stopped.cancel()
 
-    async def produce(self, pages: AsyncIterator[PageText]) -> None:
+    async def produce(self, pages: AsyncIterator[PageChunks]) -> None:
         seq = 0
 
         async def cut(final: bool) -> None:
@@ -337,11 +352,23 @@ class _Pipeline:
                 break
             t0 = time.perf_counter()
             with tracer.start_as_current_span("extract page") as span:
-                page = await anext(pages, None)
-                if page is not None:
-                    span.set_attribute("page", page.number)
-            self.times.extract += time.perf_counter() - t0
-            if page is None:
+                item = await anext(pages, None)
+                if item is not None:
+                    # The child read and cut the page: how many chunks it let out, how long
+                    # cutting them took there.
+                    if item.page is not None:
+                        span.set_attribute("page", item.page.number)
+                    span.set_attribute("chunks", len(item.chunks))
+                    span.set_attribute("chunk_ms", round(item.chunk_s * 1000, 3))
+            if item is not None:
+                self.times.chunk += item.chunk_s
+            self.times.extract += max(0.0, time.perf_counter() - t0 - (item.chunk_s if item else 0))
+            if item is None:
+                break
+            self.pending += item.chunks
+            self.emitted += len(item.chunks)
+            page = item.page
+            if page is None:  # the chunks held after the last page
                 break
             metrics.INGEST_PAGES.inc()
             if page.error is not None:
@@ -349,16 +376,10 @@ class _Pipeline:
                 log.warning(
                     "upload %s: page %d skipped: %s", self.upload_id, page.number, page.error
                 )
-            text = page.text
-            if page.needs_ocr:
+            if page.needs_ocr:  # OCR reads the whole page; the child did not index its text
                 self.tracker.ocr_pages.append(page.number)
-                text = ""  # OCR reads the whole page; its text layer is missing or garbage
-            t0 = time.perf_counter()
-            with tracer.start_as_current_span("chunk page", attributes={"page": page.number}):
-                cut_now = await asyncio.to_thread(self.chunker.add_page, page.number, text)
-            self.times.chunk += time.perf_counter() - t0
-            self.pending += cut_now
-            self.emitted += len(cut_now)
+            if item.chunker is not None:
+                self.chunker = item.chunker
             await cut(final=False)
             # Safe to resume after this page once every batch sent so far is stored.
             self.tracker.offer(
@@ -368,13 +389,12 @@ class _Pipeline:
                     pages_done=page.number,
                     pages_skipped=self.tracker.skipped,
                     chunks=self.emitted - len(self.pending),
-                    chunker=self.chunker.snapshot(),
+                    chunker=self.chunker,
                     pending=list(self.pending),
                     ocr_pages=list(self.tracker.ocr_pages),
                 ),
             )
         if not self.stopped:
-            self.pending += self.chunker.finish()
             await cut(final=True)
         for _ in range(self.embedders):
             await self.to_embed.put(None)
@@ -396,7 +416,6 @@ class _Pipeline:
                 took = time.perf_counter() - t0
                 self.times.embed += took
                 metrics.EMBED_BATCH.labels(self.res.settings.embedding_provider).observe(took)
-                sparse = await asyncio.to_thread(_sparse_all, texts)
                 points = [
                     ChunkPoint(
                         upload_id=upload_id,
@@ -405,11 +424,9 @@ class _Pipeline:
                         pages=chunk.pages,
                         text=chunk.text,
                         dense=vector,
-                        sparse=sparse_vector,
+                        sparse=chunk.sparse,
                     )
-                    for chunk, vector, sparse_vector in zip(
-                        batch.chunks, dense, sparse, strict=True
-                    )
+                    for chunk, vector in zip(batch.chunks, dense, strict=True)
                 ]
             await self.to_store.put((batch, points))
 
@@ -426,10 +443,6 @@ class _Pipeline:
                 metrics.INGEST_CHUNKS.inc(len(points))
             self.tracker.finish(batch)
             await self.reporter.report()
-
-
-def _sparse_all(texts: list[str]) -> list[SparseVector]:
-    return [sparse_document(t) for t in texts]
 
 
 PROGRESS_EVERY_S = 0.25
@@ -469,40 +482,29 @@ pass's, so re-reading a page overwrites exactly its own points."""
 _OCR_CHUNKS_PER_PAGE = 1 << 16
 
 
-async def index_page(res: Resources, *, upload_id: UUID, user_id: UUID, page: PageText) -> int:
-    """Chunk, embed and store one page on its own (an OCR'd page); the chunks stored."""
+async def index_page(
+    res: Resources, *, upload_id: UUID, user_id: UUID, page: int, chunks: list[Chunk]
+) -> int:
+    """Embed and store one page's chunks on their own (an OCR'd page, cut by the OCR child);
+    the chunks stored."""
     settings, embedder = res.settings, res.embedder
-    chunker = Chunker(
-        res.count_tokens,
-        target_tokens=min(settings.chunk_tokens, embedder.max_tokens - 2),
-        overlap_tokens=settings.chunk_overlap_tokens,
-        max_tokens=embedder.max_tokens - 2,
-    )
-
-    def cut() -> list[Chunk]:
-        return [*chunker.add_page(page.number, page.text), *chunker.finish()]
-
-    chunks = (await asyncio.to_thread(cut))[:_OCR_CHUNKS_PER_PAGE]
-    base = OCR_CHUNK_BASE + page.number * _OCR_CHUNKS_PER_PAGE
+    chunks = chunks[:_OCR_CHUNKS_PER_PAGE]
+    base = OCR_CHUNK_BASE + page * _OCR_CHUNKS_PER_PAGE
     for start in range(0, len(chunks), settings.embed_batch_size):
         batch = chunks[start : start + settings.embed_batch_size]
-        texts = [c.text for c in batch]
-        dense = await embedder.embed_documents(texts)
-        sparse = await asyncio.to_thread(_sparse_all, texts)
+        dense = await embedder.embed_documents([c.text for c in batch])
         await res.vectors.upsert(
             [
                 ChunkPoint(
                     upload_id=str(upload_id),
                     user_id=str(user_id),
                     chunk_index=base + start + i,
-                    pages=[page.number],
+                    pages=[page],
                     text=chunk.text,
                     dense=vector,
-                    sparse=sparse_vector,
+                    sparse=chunk.sparse,
                 )
-                for i, (chunk, vector, sparse_vector) in enumerate(
-                    zip(batch, dense, sparse, strict=True)
-                )
+                for i, (chunk, vector) in enumerate(zip(batch, dense, strict=True))
             ]
         )
     return len(chunks)

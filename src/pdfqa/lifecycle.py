@@ -34,7 +34,7 @@ from arq.jobs import Job
 
 from pdfqa import metrics, progress, queue, retrieval
 from pdfqa.errors import NotFound, UpstreamUnavailable
-from pdfqa.extract import ExtractLimits, PageText, open_pdf
+from pdfqa.extract import ExtractLimits, PageChunks, PageText, open_pdf
 from pdfqa.ingest import (
     NO_TEXT_AFTER_OCR,
     Checkpoint,
@@ -42,6 +42,7 @@ from pdfqa.ingest import (
     Progress,
     StageTimes,
     Stopped,
+    chunk_spec,
     fingerprint,
     index_page,
     ingest_pages,
@@ -336,13 +337,13 @@ async def ingest_upload(
     try:
         async with (
             res.files.local_copy(str(upload_id)) as path,
-            open_pdf(path, ExtractLimits.from_settings(res.settings)) as doc,
+            open_pdf(path, ExtractLimits.from_settings(res.settings), chunk_spec(res)) as doc,
         ):
             result = await ingest_pages(
                 res,
                 upload_id=upload_id,
                 user_id=upload.user_id,
-                pages=doc.pages,
+                pages=doc.chunks,
                 pages_total=doc.page_count,
                 report=report,
                 resume=resume,
@@ -447,15 +448,17 @@ async def ocr_upload(
     try:
         if pending and not res.settings.ocr:
             for number in pending:
-                await _store_ocr_page(res, current.user_id, upload_id, _skipped(number, OCR_OFF))
+                await _store_ocr_page(
+                    res, current.user_id, upload_id, PageChunks(_skipped(number, OCR_OFF))
+                )
         elif pending:
             limits = ExtractLimits.for_ocr(res.settings, len(pending))
             async with (
                 res.files.local_copy(str(upload_id)) as path,
-                open_pdf(path, limits) as doc,
+                open_pdf(path, limits, chunk_spec(res)) as doc,
             ):
-                async for page in doc.some_pages(pending):
-                    await _store_ocr_page(res, current.user_id, upload_id, page)
+                async for item in doc.some_chunks(pending):
+                    await _store_ocr_page(res, current.user_id, upload_id, item)
                     if stop is not None and stop.is_set():
                         raise Stopped(str(upload_id))
     except UploadGone:
@@ -472,11 +475,15 @@ def _skipped(number: int, reason: str) -> PageText:
     return PageText(number=number, text="", method="ocr", error=reason)
 
 
-async def _store_ocr_page(res: Resources, user_id: UUID, upload_id: UUID, page: PageText) -> None:
+async def _store_ocr_page(res: Resources, user_id: UUID, upload_id: UUID, item: PageChunks) -> None:
     """Index one OCR'd page, then record it (and its lines) with the upload's progress."""
+    page = item.page
+    assert page is not None  # some_chunks() yields pages only
     chunks = 0
-    if page.error is None and page.text:
-        chunks = await index_page(res, upload_id=upload_id, user_id=user_id, page=page)
+    if page.error is None and item.chunks:
+        chunks = await index_page(
+            res, upload_id=upload_id, user_id=user_id, page=page.number, chunks=item.chunks
+        )
     elif page.error is not None:
         log.warning("upload %s: OCR of page %d skipped: %s", upload_id, page.number, page.error)
     else:  # read, but the image holds no text (a photo, a blank scan): nothing to index

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -16,7 +17,6 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from pdfqa.chunking import TokenCounter, word_piece_counter
 from pdfqa.embeddings import Embedder, bundled_model_dir, create_embedder
 from pdfqa.llm import ChatModel, create_chat_model
 from pdfqa.progress import Hub
@@ -44,7 +44,8 @@ class Resources:
     files: FileStore
     vectors: VectorStore
     embedder: Embedder
-    count_tokens: TokenCounter
+    tokenizer: Path
+    """The ``tokenizer.json`` chunks are measured with (the extraction child loads it)."""
     chat: ChatModel | None
     """The language model that writes answers; None: answers are extracted passages."""
     queues: Queues
@@ -136,7 +137,7 @@ async def open_resources(
             files=files,
             vectors=vectors,
             embedder=embedder,
-            count_tokens=word_piece_counter(bundled_model_dir() / "tokenizer.json"),
+            tokenizer=bundled_model_dir() / "tokenizer.json",
             chat=create_chat_model(settings, http),
             reranker=create_reranker(settings, http),
             queues=queues,

@@ -403,8 +403,11 @@ def _specific(question: str, sources: Sequence[Source], subjects: Sequence[str] 
     return sum(1 for t in wanted if t in text or t.replace(",", "") in digits) / len(wanted)
 
 
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
 def _alnum(text: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", text.lower())
+    return _NOT_ALNUM.sub("", text.lower())
 
 
 def standalone_query(question: str, previous: Sequence[str]) -> str:

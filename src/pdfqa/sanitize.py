@@ -17,6 +17,7 @@ __all__ = ["check_text", "display_name", "has_control"]
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """C0 controls and DEL, except tab, line feed and carriage return (which free text may hold)."""
 _CONTROL_ANY = re.compile(r"[\x00-\x1f\x7f]")
+_WHITESPACE = re.compile(r"\s+")
 """Every C0 control: none belongs in a one-line value (an e-mail, a name, a title)."""
 
 
@@ -44,4 +45,4 @@ def display_name(name: str, *, limit: int = 255) -> str:
         if category == "Cf":
             continue
         kept.append(" " if category in ("Cc", "Zl", "Zp") else char)
-    return re.sub(r"\s+", " ", "".join(kept)).strip()[:limit].strip()
+    return _WHITESPACE.sub(" ", "".join(kept)).strip()[:limit].strip()

@@ -75,6 +75,7 @@ _POSSESSIVE = re.compile(r"['\u2019]s\b")
 _QUESTION_NUMBER = re.compile(r"\$?\d[\d,.]*%?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9&\-']+")
 _CONTENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{2,}")
+_LOWER_WORD = re.compile(r"[a-z']+")
 _CHAT_MARKUP = frozenset(("user", "assistant", "conversation", "question", "last", "sys", "inst"))
 """Words of a chat transcript's own markup, which a rewritten question must not count on."""
 
@@ -150,7 +151,7 @@ def is_follow_up(question: str) -> bool:
     """Whether a question leans on the one before: short (four words or fewer), opening like a
     follow-up ("and ...", "what about ...", "why ...") or leaning on a pronoun ("it", "they")."""
     lower = question.strip().lower()
-    tokens = re.findall(r"[a-z']+", lower)
+    tokens = _LOWER_WORD.findall(lower)
     return (
         len(tokens) <= 4
         or lower.startswith(_FOLLOW_UP_OPENERS)

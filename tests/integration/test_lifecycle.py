@@ -396,24 +396,28 @@ async def test_ready_reports_the_embedded_worker(lifecycle_settings: Settings) -
 async def _stop_while_a_page_never_comes(res: Resources) -> tuple[str, list[int], bool]:
     """Feed the pipeline three pages, then set ``stop`` and never deliver the fourth (a page a
     busy machine takes forever to read). The pipeline must not wait for it."""
-    from pdfqa.extract import PageText
-    from pdfqa.ingest import Progress, ingest_pages
+    from pdfqa.extract import PageChunks, PageText
+    from pdfqa.ingest import Progress, chunk_spec, ingest_pages
 
     stop = asyncio.Event()
     abandoned = asyncio.Event()
     reported: list[int] = []
     text = " ".join(f"Sentence {i} about the quarterly revenue of the company." for i in range(40))
 
-    def pages(first: int) -> Any:
+    chunker = chunk_spec(res).chunker(chunk_spec(res).counter())
+
+    def pages(first: int, state: Any) -> Any:
         async def gen() -> Any:
-            for n in range(first, 4):
-                yield PageText(number=n, text=text, method="pdfium")
+            for n in range(first, 4):  # cut here as the extraction child would
+                cut = chunker.add_page(n, text)
+                page = PageText(number=n, text=text, method="pdfium")
+                yield PageChunks(page, cut, chunker.snapshot())
             stop.set()  # a SIGTERM arrives while page 4 is being read...
             try:
                 await asyncio.Event().wait()  # ...and page 4 never comes
             finally:
                 abandoned.set()
-            yield PageText(number=4, text=text, method="pdfium")
+            yield PageChunks(PageText(number=4, text=text, method="pdfium"))
 
         return gen()
 

@@ -83,8 +83,12 @@ async def test_one_trace_from_the_upload_request_through_redis_into_the_job(
     one = _trace(spans, request[0].context.trace_id)
     names = _names(one)
     # The request, its enqueue, and the worker's job with its stages: one trace.
-    assert {"enqueue ingest", "job ingest", "extract page", "chunk page"} <= names, names
+    assert {"enqueue ingest", "job ingest", "extract page"} <= names, names
     assert {"embed batch", "upsert batch"} <= names, names
+    # Pages are cut into chunks in the extraction child: each page's span says how many.
+    pages = [s for s in one if s.name == "extract page"]
+    assert sum(int((s.attributes or {}).get("chunks", 0)) for s in pages) >= 1
+    assert all("chunk_ms" in (s.attributes or {}) for s in pages)
     job = next(s for s in one if s.name == "job ingest")
     enqueue = next(s for s in one if s.name == "enqueue ingest")
     assert job.parent is not None

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+import os
+import signal
 from pathlib import Path
 
 import pytest
+import uvloop
 
+from pdfqa.chunking import Chunk, ChunkSpec
+from pdfqa.embeddings import bundled_model_dir
 from pdfqa.errors import IngestError
 from pdfqa.extract import ExtractLimits, PageText, normalize, open_pdf
 from pdfqa.settings import Settings
+from pdfqa.sparse import sparse_document
+from tests.pdfs import text_pdf
 
 CORPUS = Path(__file__).parents[3] / "shared" / "corpus"
 BAD = CORPUS / "bad"
@@ -152,3 +160,106 @@ async def test_pages_needs_an_open_document() -> None:
     doc = open_pdf(CORPUS / "DeepSeek_R1.pdf", LIMITS)
     with pytest.raises(RuntimeError, match="open PdfDocument"):
         doc.pages()
+
+
+# --- chunks cut in the child ------------------------------------------------------------------
+
+SPEC = ChunkSpec(str(bundled_model_dir() / "tokenizer.json"), 200, 32, 254)
+
+
+def cut_here(pages: list[PageText]) -> list[Chunk]:
+    """What the child must cut: the pages fed, in order, to a chunker in this process."""
+    chunker = SPEC.chunker(SPEC.counter())
+    out = [c for p in pages for c in chunker.add_page(p.number, p.text)]
+    return out + chunker.finish()
+
+
+async def test_the_child_cuts_what_a_chunker_here_would() -> None:
+    pages = await read_all(CORPUS / "DeepSeek_R1.pdf")
+    async with open_pdf(CORPUS / "DeepSeek_R1.pdf", LIMITS, SPEC) as doc:
+        items = [item async for item in doc.chunks()]
+    assert [i.page.number if i.page else None for i in items] == [*range(1, 23), None]
+    chunks = [c for item in items for c in item.chunks]
+    assert chunks == cut_here(pages)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    for chunk in chunks[:20]:
+        assert chunk.sparse == sparse_document(chunk.text)
+    assert not multiprocessing.active_children()
+
+
+async def test_chunks_resume_from_the_state_after_a_page() -> None:
+    path = CORPUS / "DeepSeek_R1.pdf"
+    async with open_pdf(path, LIMITS, SPEC) as doc:
+        whole = [c async for item in doc.chunks() for c in item.chunks]
+    async with open_pdf(path, LIMITS, SPEC) as doc:
+        first: list[Chunk] = []
+        async for item in doc.chunks():
+            first += item.chunks
+            if item.page is not None and item.page.number == 9:
+                state = item.chunker
+                break
+    assert state is not None
+    assert state.last_page == 9
+    async with open_pdf(path, LIMITS, SPEC) as doc:  # another process, from the state alone
+        rest = [c async for item in doc.chunks(10, state) for c in item.chunks]
+    assert first + rest == whole
+
+
+async def test_a_killed_child_is_replaced_from_the_chunkers_last_state() -> None:
+    path = CORPUS / "DeepSeek_R1.pdf"
+    pages = await read_all(path)
+    items = []
+    async with open_pdf(path, LIMITS, SPEC) as doc:
+        async for item in doc.chunks():
+            items.append(item)
+            if item.page is not None and item.page.number == 5:
+                for child in multiprocessing.active_children():
+                    os.kill(child.pid or 0, signal.SIGKILL)  # reading page 6, or about to
+    failed = [i.page.number for i in items if i.page is not None and i.page.error is not None]
+    assert len(failed) == 1
+    assert "crashed the PDF reader" in str(items[failed[0] - 1].page)
+    read = [p for p in pages if p.number not in failed]  # a page never read is never fed
+    assert [c for item in items for c in item.chunks] == cut_here(read)
+
+
+async def test_chunks_need_a_chunk_spec() -> None:
+    async with open_pdf(CORPUS / "DeepSeek_R1.pdf", LIMITS) as doc:
+        with pytest.raises(RuntimeError, match="ChunkSpec"):
+            doc.chunks()
+
+
+def test_a_reply_larger_than_the_pipe_buffer_arrives_whole_under_uvloop(tmp_path: Path) -> None:
+    # pdfqa serve runs on uvloop, whose add_reader leaves the pipe non-blocking: a reply
+    # longer than the pipe's buffer arrives in pieces, and was once taken for a dead child.
+    pdf = tmp_path / "long.pdf"
+    pdf.write_bytes(text_pdf([f"Sentence {i} of a very long page." for i in range(40)] * 400))
+
+    async def read() -> list[PageText]:
+        async with open_pdf(pdf, LIMITS) as doc:
+            return [page async for page in doc.pages()]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        [page] = runner.run(read())
+    assert page.error is None
+    assert len(page.text) > 500_000
+
+
+async def test_a_message_that_arrives_in_pieces_is_read_whole_without_blocking() -> None:
+    from multiprocessing.connection import Pipe
+
+    from pdfqa.extract.sandbox import _Frames
+
+    parent, child = Pipe(duplex=True)
+    frames = _Frames(parent.fileno())  # non-blocking: a read never waits for the rest
+    big = os.urandom(3 << 20)  # far beyond the pipe's buffer
+    writer = asyncio.create_task(asyncio.to_thread(child.send_bytes, big))
+    loop = asyncio.get_running_loop()
+    assert await frames.read(loop.time() + 30) == big
+    await writer
+    child.send_bytes(b"next")
+    assert await frames.read(loop.time() + 30) == b"next"
+    assert await frames.read(loop.time() + 0.05) is None  # nothing more: a timeout, not an error
+    child.close()
+    with pytest.raises(EOFError):
+        await frames.read(loop.time() + 30)
+    parent.close()

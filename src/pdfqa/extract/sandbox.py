@@ -16,6 +16,15 @@ page; too many failures in a row (or the first pages all failing) raise :class:`
 What the child does with a page is ``pages.TextReader``'s business, or ``ocr.OcrReader``'s in
 the OCR job (``ExtractLimits.for_ocr``: more memory, CPU per page, a lower priority). Messages
 on the pipe are msgpack (msgspec), never pickle.
+
+Given a :class:`~pdfqa.chunking.ChunkSpec`, the child also cuts the text into chunks (cleanup,
+chunking and keyword vectors: every pass over the document's text), so nothing a PDF says is
+processed in the parent, whose event loop serves the API and renews the job's lease: a page
+crafted to make that work slow costs the child its page deadline and CPU limit, and nothing
+else. ``PdfDocument.chunks()`` yields each page with the chunks it let out of the chunker and
+the chunker's state after it (a checkpoint to resume from; a fresh child after a failed page
+resumes from the last one), then the chunks held after the last page;
+``PdfDocument.some_chunks()`` cuts each page on its own (the OCR job's pages).
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ import math
 import os
 import resource
 import signal
+import struct
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from multiprocessing import get_context
@@ -37,6 +48,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
+from pdfqa.chunking import Chunk, ChunkerState, ChunkSpec
 from pdfqa.errors import IngestError
 from pdfqa.extract.ocr import OcrConfig, OcrReader
 from pdfqa.extract.pages import PDFIUM_ERRORS, PageText, TextReader, check_document, failed
@@ -47,7 +59,7 @@ if TYPE_CHECKING:
 
     from pdfqa.settings import Settings
 
-__all__ = ["ExtractLimits", "PageText", "PdfDocument", "open_pdf"]
+__all__ = ["ExtractLimits", "PageChunks", "PageText", "PdfDocument", "open_pdf"]
 
 MAX_FAILED_IN_A_ROW: Final = 5
 """More consecutive failed pages than this abort the document."""
@@ -125,7 +137,36 @@ class ExtractLimits(msgspec.Struct, frozen=True):
         )
 
 
-# --- the pipe protocol (child -> parent); the parent sends bare page numbers -------------------
+class PageChunks(msgspec.Struct, frozen=True):
+    """A page the child read, with the chunks cut from the text that page let through."""
+
+    page: PageText | None
+    """None for the last item of :meth:`PdfDocument.chunks`: what the chunker held at the end."""
+    chunks: list[Chunk] = []
+    """The chunks now complete, from this page or the pages before it (running headers and
+    footers are found by comparing neighbouring pages, so a page's chunks come a few pages
+    later)."""
+    chunker: ChunkerState | None = None
+    """The chunker's state after this page: resuming from it cuts exactly what is left."""
+    chunk_s: float = 0.0
+    """Seconds the child spent cleaning and chunking for this item."""
+
+
+# --- the pipe protocol ------------------------------------------------------------------------
+# parent -> child
+
+
+class _Read(msgspec.Struct, tag="read"):
+    number: int
+
+
+class _Finish(msgspec.Struct, tag="finish"):
+    """Cut what the chunker still holds (after the last page)."""
+
+
+_Request = _Read | _Finish
+
+# child -> parent
 
 
 class _Opened(msgspec.Struct, tag="opened"):
@@ -140,9 +181,17 @@ class _Page(msgspec.Struct, tag="page"):
     page: PageText
     cpu_s: float
     """CPU time the child has used so far."""
+    chunks: list[Chunk] = []
+    chunker: ChunkerState | None = None
+    chunk_s: float = 0.0
 
 
-_Reply = _Opened | _Refused | _Page
+class _Rest(msgspec.Struct, tag="rest"):
+    chunks: list[Chunk]
+    chunk_s: float
+
+
+_Reply = _Opened | _Refused | _Page | _Rest
 
 
 class _Timeout(msgspec.Struct):
@@ -153,9 +202,12 @@ class _Died(msgspec.Struct):
     exitcode: int | None
 
 
-def open_pdf(path: Path, limits: ExtractLimits) -> PdfDocument:
-    """Return an (unopened) :class:`PdfDocument` for ``path``; use it with ``async with``."""
-    return PdfDocument(path, limits)
+def open_pdf(path: Path, limits: ExtractLimits, chunking: ChunkSpec | None = None) -> PdfDocument:
+    """Return an (unopened) :class:`PdfDocument` for ``path``; use it with ``async with``.
+
+    ``chunking`` is needed for :meth:`PdfDocument.chunks` and :meth:`PdfDocument.some_chunks`.
+    """
+    return PdfDocument(path, limits, chunking)
 
 
 class PdfDocument:
@@ -168,9 +220,16 @@ class PdfDocument:
 
     page_count: int
 
-    def __init__(self, path: Path, limits: ExtractLimits) -> None:
+    def __init__(
+        self, path: Path, limits: ExtractLimits, chunking: ChunkSpec | None = None
+    ) -> None:
         self._path = path
         self._limits = limits
+        self._chunking = chunking
+        self._chunker: ChunkerState | None = None
+        """The chunker's last state, for a new child to start from."""
+        self._state_file: str | None = None
+        self._frames: _Frames | None = None
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
         self._decoder: msgspec.msgpack.Decoder[_Reply] = msgspec.msgpack.Decoder(_Reply)
@@ -207,24 +266,70 @@ class PdfDocument:
 
         ``start`` above 1 resumes an ingestion from its checkpoint.
         """
-        self._begin()
-        return self._pages(list(range(max(1, start), self.page_count + 1)))
+        self._begin(chunked=False)
+        return _texts(self._pages(list(range(max(1, start), self.page_count + 1))))
 
     def some_pages(self, numbers: Sequence[int]) -> AsyncIterator[PageText]:
         """Yield the pages ``numbers`` (ascending), each exactly once, a failed one with its
         ``error``; never aborts the document (the OCR job's way of reading)."""
-        self._begin()
-        wanted = sorted({n for n in numbers if 1 <= n <= self.page_count})
-        return self._pages(wanted, abort=False)
+        self._begin(chunked=False)
+        return _texts(self._pages(self._wanted(numbers), abort=False))
 
-    def _begin(self) -> None:
+    def chunks(
+        self, start: int = 1, resume: ChunkerState | None = None
+    ) -> AsyncIterator[PageChunks]:
+        """Like :meth:`pages`, each page with the chunks it lets out of the child's chunker;
+        then one item with ``page=None`` and the chunks held after the last page.
+
+        ``resume`` is the chunker's state after page ``start - 1`` (a checkpoint's).
+        """
+        self._begin(chunked=True)
+        self._chunker = resume
+        return self._chunked(list(range(max(1, start), self.page_count + 1)), resume is not None)
+
+    def some_chunks(self, numbers: Sequence[int]) -> AsyncIterator[PageChunks]:
+        """Like :meth:`some_pages`, each page cut into chunks on its own (OCR'd pages)."""
+        self._begin(chunked=True)
+        return self._pages(self._wanted(numbers), abort=False)
+
+    def _wanted(self, numbers: Sequence[int]) -> list[int]:
+        return sorted({n for n in numbers if 1 <= n <= self.page_count})
+
+    def _begin(self, *, chunked: bool) -> None:
         if self._conn is None and self.page_count == 0:
             raise RuntimeError("pages() needs an open PdfDocument (use `async with`)")
         if self._iterating:
             raise RuntimeError("pages() can be iterated only once")
+        if chunked and self._chunking is None:
+            raise RuntimeError("chunks() needs a ChunkSpec (open_pdf(..., chunking=...))")
         self._iterating = True
 
-    async def _pages(self, numbers: list[int], *, abort: bool = True) -> AsyncIterator[PageText]:
+    async def _chunked(self, numbers: list[int], resumed: bool) -> AsyncIterator[PageChunks]:
+        if resumed:
+            await self._stop()  # the child that opened the file has a fresh chunker: a new one
+        async for item in self._pages(numbers):
+            yield item
+        yield await self._finish()
+
+    async def _finish(self) -> PageChunks:
+        """The chunks the child's chunker holds after the last page."""
+        if self._conn is None:
+            await self._start(first_page=self.page_count + 1)
+        self._send(_Finish())
+        loop = asyncio.get_running_loop()
+        reply = await self._receive(loop.time() + self._limits.page_timeout_s)
+        if isinstance(reply, _Rest):
+            return PageChunks(page=None, chunks=reply.chunks, chunk_s=reply.chunk_s)
+        await self._stop()
+        if isinstance(reply, _Timeout):
+            reason = f"took longer than {_seconds(self._limits.page_timeout_s)}"
+        elif isinstance(reply, _Died):
+            reason = self._death_reason(0, reply.exitcode).removeprefix("opening the PDF ")
+        else:
+            reason = "could not be completed"
+        raise IngestError(f"Cutting the last pages' text into passages {reason}.")
+
+    async def _pages(self, numbers: list[int], *, abort: bool = True) -> AsyncIterator[PageChunks]:
         limits = self._limits
         failed_in_a_row = 0
         failed_total = 0
@@ -239,17 +344,21 @@ class PdfDocument:
                 self._sent_cpu = self._child_cpu()
             reply = await self._receive_page(sent_at)
             sent_at = None
+            cut: list[Chunk] = []
             if isinstance(reply, _Page):
                 self._cpu_now = reply.cpu_s
+                if reply.chunker is not None:
+                    self._chunker = reply.chunker
                 if position + 1 < len(numbers):
                     self._send(numbers[position + 1])  # the child reads ahead by one page
                     sent_at = loop.time()
                     self._sent_cpu = reply.cpu_s
                 if reply.page.error is None:
                     failed_in_a_row = 0
-                    yield reply.page
+                    yield PageChunks(reply.page, reply.chunks, reply.chunker, reply.chunk_s)
                     continue
                 reason = reply.page.error
+                cut = reply.chunks  # earlier pages' chunks, let out as this one went in
             elif isinstance(reply, _Timeout):
                 reason = f"page {number} took longer than {_seconds(limits.page_timeout_s)}"
             elif isinstance(reply, _Died):
@@ -265,7 +374,9 @@ class PdfDocument:
                 or failed_total == number >= min(FIRST_PAGES, self.page_count)
             ):
                 raise IngestError(_sentence(reason))
-            yield failed(number, reason)
+            # A page the child never finished was not fed to its chunker: the next child
+            # resumes from the state after the page before it.
+            yield PageChunks(failed(number, reason), cut, self._chunker)
 
     # --- child management -------------------------------------------------------------------
 
@@ -275,6 +386,13 @@ class PdfDocument:
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         budget = max(1, math.ceil(limits.cpu_s - self._cpu_done))
         self._cpu_now = 0.0
+        # The chunker's state (a few pages' text: megabytes on hostile pages) goes through a
+        # file: passed with the process's arguments, it would be written into the spawn pipe
+        # while this event loop waits for the child to start and read it.
+        state = None
+        if self._chunker is not None:
+            state = await asyncio.to_thread(_write_state, self._chunker)
+            self._state_file = state
         proc = ctx.Process(
             target=_child_main,
             args=(
@@ -287,6 +405,8 @@ class PdfDocument:
                     tables=limits.tables,
                     ocr_threshold=limits.ocr_threshold,
                     ocr=limits.ocr,
+                    chunking=self._chunking,
+                    chunker_file=state,
                 ),
                 child_conn,
             ),
@@ -296,6 +416,7 @@ class PdfDocument:
         proc.start()
         child_conn.close()
         self._proc, self._conn = proc, parent_conn
+        self._frames = _Frames(parent_conn.fileno())
         loop = asyncio.get_running_loop()
         least = OCR_OPEN_TIMEOUT_S if limits.ocr is not None else MIN_OPEN_TIMEOUT_S
         reply = await self._receive(loop.time() + max(least, limits.page_timeout_s))
@@ -344,24 +465,26 @@ class PdfDocument:
                 return reply
             deadline = moved
 
-    def _send(self, number: int) -> None:
+    def _send(self, request: int | _Finish) -> None:
         assert self._conn is not None
+        message = _Read(request) if isinstance(request, int) else request
         # A few bytes into a pipe the child drains: this never blocks.
-        self._conn.send_bytes(self._encoder.encode(number))
+        self._conn.send_bytes(self._encoder.encode(message))
 
     async def _receive(self, deadline: float) -> _Reply | _Timeout | _Died:
-        conn, proc = self._conn, self._proc
-        assert conn is not None
+        proc, frames = self._proc, self._frames
         assert proc is not None
-        loop = asyncio.get_running_loop()
-        if not conn.poll(0) and not await _readable(conn.fileno(), deadline - loop.time()):
-            return _Timeout()
+        assert frames is not None
         try:
-            data = conn.recv_bytes()
+            data = await frames.read(deadline)
         except (EOFError, OSError):
             await _reap(proc)
             return _Died(proc.exitcode)
-        return self._decoder.decode(data)
+        if data is None:
+            return _Timeout()
+        if len(data) < _DECODE_ON_LOOP:
+            return self._decoder.decode(data)
+        return await asyncio.to_thread(self._decoder.decode, data)
 
     def _death_reason(self, number: int, exitcode: int | None) -> str:
         what = f"page {number}" if number else "opening the PDF"
@@ -376,7 +499,11 @@ class PdfDocument:
 
     async def _stop(self) -> None:
         proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
+        self._proc = self._conn = self._frames = None
+        if self._state_file is not None:  # the child reads and removes it; unless it died first
+            # A metadata operation of microseconds, on a cancellation path: not worth a thread.
+            Path(self._state_file).unlink(missing_ok=True)  # noqa: ASYNC240
+            self._state_file = None
         self._cpu_done += self._cpu_now
         self._cpu_now = 0.0
         if conn is not None:
@@ -389,6 +516,78 @@ class PdfDocument:
                 await _reap(proc)
         if proc.exitcode is not None:
             proc.close()
+
+
+_DECODE_ON_LOOP: Final = 256 << 10
+"""Replies this large or larger (pages of hostile length) are decoded off the event loop."""
+
+
+class _Frames:
+    """Messages from the child, read without ever blocking the event loop.
+
+    The child writes with ``Connection.send_bytes`` (a 4-byte big-endian length, or -1 and an
+    8-byte length, then the bytes). A reply larger than the pipe's buffer (a long page's text,
+    its chunks and the chunker's state) arrives in pieces: ``recv_bytes`` on a descriptor the
+    loop made non-blocking would fail half-way through it, and on a blocking one would stall the
+    loop until the child had written all of it. Here each piece is read as it comes.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        os.set_blocking(fd, False)
+
+    async def read(self, deadline: float) -> bytes | None:
+        """The next message; None if none is complete by ``deadline`` (loop time); raises
+        ``EOFError`` when the child closed its end."""
+        loop = asyncio.get_running_loop()
+        while (message := self._take()) is None:
+            try:
+                data = os.read(self._fd, _READ_SIZE)
+            except BlockingIOError:
+                if not await _readable(self._fd, deadline - loop.time()):
+                    return None
+                continue
+            if not data:
+                raise EOFError("the extraction child closed the pipe")
+            self._buffer += data
+        return message
+
+    def _take(self) -> bytes | None:
+        buffer = self._buffer
+        if len(buffer) < 4:
+            return None
+        (size,) = struct.unpack("!i", buffer[:4])
+        start = 4
+        if size == -1:
+            if len(buffer) < 12:
+                return None
+            (size,) = struct.unpack("!Q", buffer[4:12])
+            start = 12
+        end = start + size
+        if len(buffer) < end:
+            return None
+        message = bytes(buffer[start:end])
+        del buffer[:end]
+        return message
+
+
+_READ_SIZE: Final = 1 << 20
+
+
+def _write_state(state: ChunkerState) -> str:
+    fd, path = tempfile.mkstemp(prefix="pdfqa-chunker-", suffix=".msgpack")
+    with os.fdopen(fd, "wb") as f:
+        f.write(msgspec.msgpack.encode(state))
+    return path
+
+
+def _read_state(path: str) -> ChunkerState:
+    file = Path(path)
+    try:
+        return msgspec.msgpack.decode(file.read_bytes(), type=ChunkerState)
+    finally:
+        file.unlink(missing_ok=True)
 
 
 def _cpu_seconds(pid: int | None) -> float | None:
@@ -434,6 +633,12 @@ async def _reap(proc: BaseProcess) -> None:
         await asyncio.to_thread(proc.join, 5.0)
 
 
+async def _texts(items: AsyncIterator[PageChunks]) -> AsyncIterator[PageText]:
+    async for item in items:
+        if item.page is not None:
+            yield item.page
+
+
 def _read_head(path: Path) -> bytes:
     with path.open("rb") as f:
         return f.read(HEADER_WINDOW + 8)
@@ -459,6 +664,9 @@ class _ChildJob(msgspec.Struct, frozen=True):
     tables: bool
     ocr_threshold: float | None
     ocr: OcrConfig | None
+    chunking: ChunkSpec | None
+    chunker_file: str | None
+    """Where the chunker's state to resume from is (the child removes the file)."""
 
 
 def _child_main(job: _ChildJob, conn: Connection) -> None:
@@ -470,7 +678,6 @@ def _child_main(job: _ChildJob, conn: Connection) -> None:
     import pypdfium2 as pdfium
 
     encoder = msgspec.msgpack.Encoder()
-    decoder = msgspec.msgpack.Decoder(int)
     try:
         pdf = pdfium.PdfDocument(job.path)
     except pdfium.PdfiumError as exc:
@@ -494,19 +701,74 @@ def _child_main(job: _ChildJob, conn: Connection) -> None:
             return
     else:
         reader = TextReader(pdf, job.path, tables=job.tables, ocr_threshold=job.ocr_threshold)
+    state = _read_state(job.chunker_file) if job.chunker_file is not None else None
+    cutter = _Cutter(job.chunking, state, each_page=job.ocr is not None)
     conn.send_bytes(encoder.encode(_Opened(count)))
+    _serve(job, reader, cutter, conn)
+
+
+def _serve(
+    job: _ChildJob, reader: TextReader | OcrReader, cutter: _Cutter, conn: Connection
+) -> None:
+    """Answer the parent's requests until it closes the pipe."""
+    encoder = msgspec.msgpack.Encoder()
+    decoder = msgspec.msgpack.Decoder(_Request)
     while True:
         try:
-            number = decoder.decode(conn.recv_bytes())
+            request = decoder.decode(conn.recv_bytes())
         except (EOFError, OSError):  # the parent is gone (even killed): nothing left to do
             return
+        if isinstance(request, _Finish):
+            started = time.perf_counter()
+            rest = cutter.finish()
+            conn.send_bytes(encoder.encode(_Rest(rest, time.perf_counter() - started)))
+            continue
+        number = request.number
         try:
             page = reader.read(number)
         except MemoryError:
             page = failed(number, f"page {number} needed more than {job.memory_mb} MB of memory")
         except Exception as exc:  # a broken page must not take the document down
             page = failed(number, f"page {number} could not be read ({exc})")
-        conn.send_bytes(encoder.encode(_Page(page, time.process_time())))
+        # Chunking errors are not caught: the child dies, and the parent skips the page and
+        # resumes a new child from the chunker's state before it.
+        started = time.perf_counter()
+        chunks = cutter.add(page)
+        took = time.perf_counter() - started
+        reply = _Page(page, time.process_time(), chunks, cutter.state(), took)
+        conn.send_bytes(encoder.encode(reply))
+
+
+class _Cutter:
+    """The child's chunker: one for the whole document, or one per page (OCR'd pages)."""
+
+    def __init__(self, spec: ChunkSpec | None, state: ChunkerState | None, *, each_page: bool):
+        self._spec = spec
+        self._count = spec.counter() if spec is not None else None
+        self._each_page = each_page
+        self._chunker = (
+            spec.chunker(self._count, state)
+            if spec is not None and self._count is not None and not each_page
+            else None
+        )
+
+    def add(self, page: PageText) -> list[Chunk]:
+        if self._spec is None or self._count is None:
+            return []
+        # A page for OCR is read by the OCR job; its text layer is missing or garbage.
+        text = "" if page.error is not None or page.needs_ocr else page.text
+        if self._chunker is not None:
+            return self._chunker.add_page(page.number, text)
+        if not text:
+            return []
+        chunker = self._spec.chunker(self._count)
+        return [*chunker.add_page(page.number, text), *chunker.finish()]
+
+    def finish(self) -> list[Chunk]:
+        return self._chunker.finish() if self._chunker is not None else []
+
+    def state(self) -> ChunkerState | None:
+        return self._chunker.snapshot() if self._chunker is not None else None
 
 
 def _limit(which: int, soft: int, hard: int) -> None:

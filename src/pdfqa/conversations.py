@@ -365,8 +365,12 @@ async def _answer(  # noqa: PLR0915 - one stream, its spans and its error events
 async def _standalone(
     res: Resources, question: str, earlier: list[Message], history: list[tuple[str, str]]
 ) -> str:
-    """The follow-up rewritten to stand alone: by the model if there is one, else by rule."""
-    if not earlier:
+    """The follow-up rewritten to stand alone: by the model if there is one, else by rule.
+
+    A question that stands on its own (:func:`pdfqa.words.is_follow_up`) is searched for as it
+    is, by either: carrying the earlier questions' words into it would search for them too.
+    """
+    if not earlier or not words.is_follow_up(question):
         return question
     by_rule = standalone_query(question, [m.query for m in earlier])
     if res.chat is None:

@@ -413,9 +413,10 @@ def _alnum(text: str) -> str:
 def standalone_query(question: str, previous: Sequence[str]) -> str:
     """The rule used without a language model to make a follow-up stand on its own.
 
-    If the question reads like a follow-up (it is short, opens with "and", "what about", ...,
-    or leans on a pronoun such as "it" or "they"), the previous stand-alone query is put in front
-    of it, so retrieval keeps the subject; otherwise the question is used as it is.
+    If the question reads like a follow-up (:func:`pdfqa.words.is_follow_up`: it opens with
+    "and", "what about", ..., or says too little of its own beside a pronoun such as "it"), the
+    previous stand-alone query is put in front of it, so retrieval keeps the subject; otherwise
+    the question is used as it is.
     """
     if not previous:
         return question.strip()

@@ -53,13 +53,22 @@ _ASKING = frozenset((
 """Verbs a question opens with; capitalised at its start, they are not names."""
 
 _FOLLOW_UP_OPENERS = (
-    "and ", "what about", "how about", "also", "why", "how so", "what else", "then", "so ",
-    "but ",
+    "and ", "what about", "how about", "also", "how so", "what else", "then", "so ", "but ",
+    "why?", "why so", "why not?",
 )
 _PRONOUNS = frozenset((
-    "it", "its", "they", "them", "their", "this", "that", "these", "those", "he", "she", "his",
-    "her", "there", "same", "former", "latter",
+    "it", "its", "they", "them", "their", "he", "she", "his", "her", "him", "same", "former",
+    "latter",
 ))
+"""Words that point back to something said before (not "this" or "that": "this report" names
+the document being asked about)."""
+_NOT_CONTENT = frozenset((
+    "many", "much", "more", "most", "less", "some", "any", "other", "also", "else", "all",
+    "does", "did", "done", "just", "only", "very", "there", "here", "not", "now",
+))
+"""Words that say nothing of what a question is about."""
+FOLLOW_UP_CONTENT = 2
+"""A question with a pronoun and this many content words or fewer leans on the one before."""
 # fmt: on
 
 # A token is a run of letters/digits, optionally joined to more runs by one of - . , / & _
@@ -148,15 +157,26 @@ def content_words(text: str) -> set[str]:
 
 
 def is_follow_up(question: str) -> bool:
-    """Whether a question leans on the one before: short (four words or fewer), opening like a
-    follow-up ("and ...", "what about ...", "why ...") or leaning on a pronoun ("it", "they")."""
+    """Whether a question leans on the one before it rather than standing on its own.
+
+    It does when it opens like a follow-up ("and in 2020?", "what about Japan?", "why?"), when
+    it points back with a pronoun and says little of its own (at most
+    :data:`FOLLOW_UP_CONTENT` content words: "what are its risks?", "who founded it?"), or when
+    it holds one content word at most and nothing specific ("how much?", "tell me more",
+    "what is the revenue?"). A question with enough words of its own
+    stands alone whatever pronoun it holds ("How do they stop the model from mixing
+    languages?"), and "this report" or "the document" point at the document, not at the
+    question before: asked mid-conversation, such a question is searched for exactly as if it
+    were asked first.
+    """
     lower = question.strip().lower()
+    if lower.startswith(_FOLLOW_UP_OPENERS):
+        return True
     tokens = _LOWER_WORD.findall(lower)
-    return (
-        len(tokens) <= 4
-        or lower.startswith(_FOLLOW_UP_OPENERS)
-        or any(w in _PRONOUNS for w in tokens)
-    )
+    own = content_words(question) - _PRONOUNS - _NOT_CONTENT - _ASKING
+    if any(w in _PRONOUNS for w in tokens):
+        return len(own) <= FOLLOW_UP_CONTENT
+    return len(own) <= 1 and not specific_terms(question)
 
 
 _ORDINALS = {

@@ -221,6 +221,20 @@ async def test_follow_ups_are_rewritten_by_the_model_before_retrieval(
     assert {"role": "user", "content": "What is DeepSeek-R1-Zero?"} in answering["messages"]
 
 
+async def test_a_question_that_stands_alone_is_not_rewritten(
+    llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
+) -> None:
+    headers, conv = await ready_conversation(llm_client, corpus)
+    await ask(llm_client, headers, conv, "What is DeepSeek-R1-Zero?")
+    alone = "Which open models were used as the bases of the distilled versions?"
+    await ask(llm_client, headers, conv, alone)
+    assert [r for r in fake.requests if not r.get("stream")] == []  # no rewrite was asked for
+    stored = (await llm_client.get(f"/api/v1/conversations/{conv}", headers=headers)).json()[
+        "messages"
+    ]
+    assert stored[1]["query"] == alone
+
+
 async def test_a_rate_limited_model_ends_the_stream_with_an_error_and_saves_nothing(
     llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
 ) -> None:

@@ -214,6 +214,9 @@ async def test_follow_ups_keep_the_subject_without_a_language_model(
         conv["id"],
         "Describe the distillation of smaller dense models from DeepSeek-R1.",
     )
+    # A pronoun among enough words of its own does not lean on the question before.
+    alone = "Why did they avoid neural reward models in this paper?"
+    in_conversation = await ask_sse(client, headers, conv["id"], alone)
     messages = (await client.get(f"/api/v1/conversations/{conv['id']}", headers=headers)).json()[
         "messages"
     ]
@@ -221,7 +224,14 @@ async def test_follow_ups_keep_the_subject_without_a_language_model(
         "What is DeepSeek-R1-Zero?",
         "What is DeepSeek-R1-Zero? How was it trained?",  # a follow-up: the subject is kept
         "Describe the distillation of smaller dense models from DeepSeek-R1.",  # stands alone
+        alone,
     ]
+    # ... and is answered exactly as it is in a conversation of its own.
+    fresh = await ask_sse(
+        client, headers, (await conversation(client, headers, upload_id))["id"], alone
+    )
+    assert in_conversation[0] == fresh[0]  # the same sources, in the same order
+    assert [e for e in in_conversation if e[0] == "token"] == [e for e in fresh if e[0] == "token"]
 
 
 async def test_feedback_is_kept_replaced_exported_and_withdrawn(

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import msgspec
 
-from pdfqa import words
+from pdfqa import kinds, words
 from pdfqa.citations import Citation, Reading, Source
 from pdfqa.llm import ChatMessage
 
@@ -41,6 +41,12 @@ NOT_FOUND = "I couldn't find this in the selected documents."
 EXTRACTIVE_NOTE = "Quoted passages."
 """The one note of an extractive answer (the web chat's badge says why: no language model)."""
 EXTRACT_SENTENCES = 4
+KIND_BONUS = 1.5
+"""What a matching sentence gains for offering the kind of thing asked for (a number for "how
+many"), in units of a rare question word's weight."""
+KIND_PENALTY = 1.0
+"""What it loses for offering none of it, when an exact kind is asked for (a count, a year...)."""
+_EXACT_KINDS = frozenset(("email", "phone", "percent", "count", "year", "amount", "number"))
 MAX_TABLE_ROWS = 8
 """Longest table quoted in an extractive answer, in rows."""
 
@@ -119,7 +125,8 @@ def prompt(
     tag = f"passage-{nonce or secrets.token_hex(8)}"
     passages = "\n\n".join(
         f'<{tag} n="{s.n}" document="{_attribute(s.upload_name)}"'
-        f' page="{"-".join(map(str, _span(s.pages)))}">\n{escape_passage(s.text)}\n</{tag}>'
+        f' page="{"-".join(map(str, _span(s.pages)))}">\n'
+        f"{escape_passage(s.context or s.text)}\n</{tag}>"
         for s in sources
     )
     rules = _prompt_text("answer").replace("{tag}", tag)
@@ -173,41 +180,47 @@ def extractive_answer(
 
     A sentence scores by the question's terms it contains, each weighted by how rare it is among
     the candidate sentences (a word that every passage repeats, such as the subject's name,
-    tells them apart the least), with a small preference for better-ranked passages.
+    tells them apart the least), with a small preference for better-ranked passages. What the
+    question asks for (:func:`pdfqa.kinds.kind_of`: a count, a percentage, a year, a name...)
+    weighs too: a matching sentence that offers that kind of thing gains, one that offers
+    nothing of it (no number for "how many") loses. Headings, reference-list entries and
+    fragments ("MK-ToD [78]") are never offered as answers.
     """
-    wanted = words.terms(question)
-    candidates: list[tuple[int, int, str, Source, set[str]]] = []
-    for rank, source in enumerate(sources[:4]):
-        for position, sentence in enumerate(_sentences(source.text)):
-            found = words.terms(sentence)
-            if not found:
-                continue
-            bare = _NUMBERING.sub("", sentence)
-            if len(bare.split()) < 6 and not _FIGURE_DIGITS.search(bare):
-                continue  # a heading ("1.1.1 Tools") says nothing by itself
-            candidates.append((rank, position, sentence, source, found))
+    kind = kinds.kind_of(question)
+    candidates = _candidates(sources, kind, question)
     label = confidence_label(confidence, threshold)
     note = f"{EXTRACTIVE_NOTE} Confidence: {label} ({confidence:.2f})."
     if not candidates:
         return note
+    wanted = words.terms(question)
     df = {t: sum(1 for *_, found in candidates if t in found) for t in wanted}
     weight = {t: math.log(1 + len(candidates) / n) for t, n in df.items() if n}
     scored = []
-    for rank, position, sentence, source, found in candidates:
+    for rank, position, end, sentence, source, found in candidates:
         matched = wanted & found
         score = sum(weight.get(t, 0.0) for t in matched)
         if matched:
-            numbers = sum(1 for w in found if any(c.isdigit() for c in w))
-            score += 0.1 * min(numbers, 3)
-        scored.append((score - 0.25 * rank, rank, position, sentence, source))
-    best = sorted(scored, key=lambda item: (-item[0], item[1], item[2]))[:EXTRACT_SENTENCES]
+            score += _kind_score(sentence, found, kind, question)
+        scored.append((score - 0.25 * rank, rank, position, end, sentence, source))
+    best: list[tuple[str, Source]] = []
+    taken: dict[int, set[int]] = {}  # the lines of each source already quoted
+    for _, rank, position, end, sentence, source in sorted(
+        scored, key=lambda item: (-item[0], item[1], item[2])
+    ):
+        lines = set(range(position, end + 1))
+        if lines & taken.setdefault(rank, set()):
+            continue  # a sentence continued over lines already quoted, or quoted in another
+        taken[rank] |= lines
+        best.append((sentence, source))
+        if len(best) == EXTRACT_SENTENCES:
+            break
     blocks: list[str] = []
-    for i, (_, _, _, sentence, source) in enumerate(best):
+    for i, (sentence, source) in enumerate(best):
         cite = f"[{source.n}] ({source.upload_name}, p. {source.page})"
         if " | " in sentence:
             blocks.append(f"{_table(sentence)}\n{cite}")
         elif i == 0:
-            blocks.append(f"{_emphasise(sentence, question)} {cite}")
+            blocks.append(f"{_emphasise(sentence, question, kind)} {cite}")
         else:
             blocks.append(f'- "{sentence}" {cite}')
     return "\n\n".join(
@@ -215,29 +228,112 @@ def extractive_answer(
     )
 
 
+_Candidate = tuple[int, int, int, str, Source, set[str]]
+"""(rank of its source, first and last position in it, sentence, source, its index terms)"""
+
+
+def _candidates(sources: Sequence[Source], kind: kinds.Kind, question: str) -> list[_Candidate]:
+    """The sentences of the best sources that could answer: no heading, fragment, reference or
+    question of the document's own. A sentence cut off at a line break, or ending in a colon
+    ("We perform IA support across 4 areas:"), goes on with the lines after it."""
+    out: list[_Candidate] = []
+    for rank, source in enumerate(sources[:4]):
+        sentences = _sentences(source.context or source.text)
+        for position, first in enumerate(sentences):
+            sentence, end = _completed(sentences, position)
+            found = words.terms(sentence)
+            if not found or _REFERENCE.search(first) or first.rstrip().endswith("?"):
+                continue
+            bare = _CITATION_MARK.sub("", _NUMBERING.sub("", sentence))
+            short = len(bare.split()) < 6 and not _FIGURE_DIGITS.search(bare)
+            if short and not (kind in _EXACT_KINDS and kinds.offered(sentence, kind, question)):
+                continue  # a heading ("1.1.1 Tools") or a fragment says nothing by itself
+            out.append((rank, position, end, sentence, source, found))
+    return out
+
+
+CONTINUED_LINES = 4
+"""Lines an unfinished sentence may take from the lines after it."""
+CONTINUED_CHARS = 400
+
+
+def _completed(sentences: Sequence[str], position: int) -> tuple[str, int]:
+    """The sentence at ``position``, continued over the next lines while it is unfinished, and
+    the position of the last line it took."""
+    sentence = sentences[position]
+    if " | " in sentence:
+        return sentence, position
+    taken = 0
+    while (
+        not _FINISHED.search(sentence)
+        and position + 1 + taken < len(sentences)
+        and taken < CONTINUED_LINES
+        and len(sentence) < CONTINUED_CHARS
+    ):
+        following = sentences[position + 1 + taken]
+        if " | " in following:
+            break
+        joiner = "\n- " if sentence.endswith(":") or (taken and "\n- " in sentence) else " "
+        sentence = f"{sentence}{joiner}{following}"
+        taken += 1
+    return sentence, position + taken
+
+
+def _kind_score(sentence: str, found: set[str], kind: kinds.Kind, question: str) -> float:
+    """What a matching sentence gains or loses for what it offers of the kind asked for."""
+    if kind == "other":
+        numbers = sum(1 for w in found if any(c.isdigit() for c in w))
+        return 0.1 * min(numbers, 3)
+    if kinds.offered(sentence, kind, question):
+        return KIND_BONUS
+    return -KIND_PENALTY if kind in _EXACT_KINDS else 0.0
+
+
 # A piece starts after a non-space (or at the start): tried from inside a run of whitespace
 # with nothing after it, "\s*\S+" would cost the square of the run's length.
 _PIECE = re.compile(r"(?<!\s)\s*\S+")
+_FINISHED = re.compile(r"[.!?][\"')\]\u201d]?\s*$")
+_CITATION_MARK = re.compile(r"\[\d{1,3}(?:\s*[,\u2013-]\s*\d{1,3})*\]")
+# A reference-list entry: "[12] A. Author, B. Author. Title. In Proceedings ..., 2020." or
+# "Author, A. et al. (2020). Title. arXiv:2001.0001".
+_REFERENCE = re.compile(
+    r"^\s*\[\d{1,3}\]\s+[A-Z]|\bet al\.,?\s*[(\[]?(?:19|20)\d\d|\barXiv\b|"
+    r"\bIn Proceedings\b|\bpp\.\s*\d|\bdoi:\s*10\.",
+)
 _FIGURE_DIGITS = re.compile(r"\d[\d,.]*\d|\d%")
 _NUMBERING = re.compile(r"^\s*(?:\d+\.)*\d+\.?\s+")
 _FIGURE = re.compile(r"[$€£]?\s?\d[\d,.]*\s?(?:%|percent|million|billion|thousand|bn|m)?", re.I)
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][\w&.-]*(?:\s+[A-Z][\w&.-]*)*")
 
 
-def _emphasise(sentence: str, question: str) -> str:
-    """``sentence`` with the figures the question does not state in bold (else its names)."""
+def _emphasise(sentence: str, question: str, kind: kinds.Kind = "other") -> str:
+    """``sentence`` with what the question asks for in bold: what it offers of the kind asked
+    (:func:`pdfqa.kinds.offered`), else the figures the question does not state, else names."""
     asked = question.lower()
-    figures = [m for m in _FIGURE.finditer(sentence) if _bare(m.group()) not in asked]
-    spans = figures or [m for m in _NAME.finditer(sentence) if m.group().lower() not in asked]
+    spans = kinds.offered(sentence, kind, question) if kind != "other" else []
+    if not spans:
+        figures = [m for m in _FIGURE.finditer(sentence) if _bare(m.group()) not in asked]
+        matches = figures or [m for m in _NAME.finditer(sentence) if m.group().lower() not in asked]
+        spans = [(m.start() + len(m.group()) - len(m.group().lstrip()), m.end()) for m in matches]
     out, last = [], 0
-    for m in spans[:3]:
-        start, end = m.start() + len(m.group()) - len(m.group().lstrip()), m.end()
-        text = sentence[start:end].rstrip(" .,;:")
+    for start, stop in _disjoint(spans)[:3]:
+        text = sentence[start:stop].rstrip(" .,;:")
         end = start + len(text)
+        if not text.strip():
+            continue
         out += [sentence[last:start], f"**{text}**"]
         last = end
     out.append(sentence[last:])
     return "".join(out)
+
+
+def _disjoint(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` in order, leaving out any that overlaps one before it."""
+    out: list[tuple[int, int]] = []
+    for start, stop in sorted(spans, key=lambda span: (span[0], -span[1])):
+        if not out or start >= out[-1][1]:
+            out.append((start, stop))
+    return out
 
 
 def _bare(text: str) -> str:

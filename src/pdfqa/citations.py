@@ -24,7 +24,12 @@ class Source(msgspec.Struct, frozen=True):
     """The first page of the passage (where a viewer opens)."""
     pages: list[int]
     text: str
+    """The passage that matched (what a viewer highlights)."""
     score: float
+    context: str = ""
+    """What the reader (the model, or the extractive answerer) received for this source: the
+    passage with its neighbours on the same page (``PDFQA_CONTEXT_TOKENS``); "" in answers
+    stored before contexts were given."""
 
 
 class Reading(msgspec.Struct, frozen=True):

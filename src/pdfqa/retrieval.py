@@ -20,12 +20,13 @@ import numpy as np
 
 from pdfqa import metrics, words
 from pdfqa.citations import Source
+from pdfqa.context import contexts
 from pdfqa.errors import UpstreamUnavailable
 from pdfqa.rerank import Reranker
 from pdfqa.resources import Resources
 from pdfqa.settings import Settings
 from pdfqa.sparse import SparseVector, sparse_query
-from pdfqa.store.vectors import Hit, SearchMode
+from pdfqa.store.vectors import Hit, SearchMode, VectorStore
 from pdfqa.tracing import tracer
 
 __all__ = [
@@ -69,10 +70,13 @@ class Tuning(msgspec.Struct, frozen=True):
     """Pages the question names ("on page 14") come first (:func:`words.page_references`)."""
     rerank: bool = True
     """Re-order the candidates with the configured reranker (``PDFQA_RERANK_MODEL``), if any."""
+    context_tokens: int = _DEFAULTS.context_tokens
+    """The reader's text for each source: the passage and its neighbours (:mod:`pdfqa.context`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tuning:
         return cls(
+            context_tokens=settings.context_tokens,
             prefetch=settings.retrieval_prefetch,
             dense_weight=settings.dense_weight,
             sparse_weight=settings.sparse_weight,
@@ -100,10 +104,13 @@ class Signals(msgspec.Struct, frozen=True):
     """Share of the question's index terms found in the passages."""
     specific: float
     """Share of the question's specific terms (numbers, years, names) found in the passages."""
+    present: float = 1.0
+    """Share of the figures the question names (years, amounts, codes) found anywhere in the
+    documents asked about."""
 
     def confidence(self) -> float:
         """A score from 0 to 1; below ``min_confidence`` the answer is "not found"."""
-        value = self.similarity * (0.5 + 0.5 * self.specific)
+        value = self.similarity * (0.5 + 0.5 * self.specific) * self.present
         return round(min(1.0, max(0.0, value)), 4)
 
 
@@ -248,6 +255,9 @@ async def _retrieve(  # noqa: PLR0917
     if named:
         hits = await _named_pages_first(res, user_id, upload_ids, dense, sparse, named, hits, limit)
     names = {str(k): v for k, v in upload_names.items()}
+    hits = _owned(hits, user_id, upload_ids)  # defence in depth
+    with tracer.start_as_current_span("source contexts"):
+        around = await contexts(res.vectors, user_id, hits, tuning.context_tokens)
     sources = [
         Source(
             n=i,
@@ -258,13 +268,16 @@ async def _retrieve(  # noqa: PLR0917
             pages=hit.pages,
             text=hit.text,
             score=round(hit.score, 6),
+            context=context,
         )
-        for i, hit in enumerate(_owned(hits, user_id, upload_ids), start=1)  # defence in depth
+        for i, (hit, context) in enumerate(zip(hits, around, strict=True), start=1)
     ]
+    subjects = list(upload_names.values())
     signals = Signals(
         similarity=round(_best_similarity(dense, [h.dense for h in hits[:3]]), 4),
         coverage=round(_coverage(query, sources), 4),
-        specific=round(_specific(query, sources, list(upload_names.values())), 4),
+        specific=round(_specific(query, sources, subjects), 4),
+        present=round(await _present(res.vectors, str(user_id), upload_ids, query, subjects), 4),
     )
     confidence = signals.confidence()
     retrieval = Retrieval(
@@ -386,6 +399,48 @@ def _coverage(question: str, sources: Sequence[Source]) -> float:
     return len(found) / len(wanted)
 
 
+async def _present(
+    vectors: VectorStore,
+    user_id: str,
+    upload_ids: Sequence[str],
+    question: str,
+    subjects: Sequence[str],
+) -> float:
+    """Share of the figures the question names (:func:`pdfqa.words.named_numbers`) that some
+    passage of the documents holds: a keyword search for each alone ("2024" in a report on
+    2018 finds nothing)."""
+    names = [_alnum(s) for s in subjects]
+    wanted = {t for t in words.named_numbers(question) if not any(_alnum(t) in n for n in names)}
+    if not wanted or not upload_ids:
+        return 1.0
+    found = 0
+    for term in sorted(wanted):
+        query = sparse_query(term)
+        if not query.indices:
+            found += 1
+            continue
+        for index, value in zip(query.indices, query.values, strict=True):
+            hits = await vectors.search(
+                user_id=user_id,
+                upload_ids=upload_ids,
+                dense=[],
+                sparse=SparseVector(indices=[index], values=[value]),
+                limit=1,
+                mode="sparse",
+            )
+            if not hits:
+                break
+        else:
+            found += 1
+    return found / len(wanted)
+
+
+def _wanted_specific(question: str, subjects: Sequence[str]) -> set[str]:
+    """The question's specific terms, less those that name the documents themselves."""
+    names = [_alnum(s) for s in subjects]
+    return {t for t in words.specific_terms(question) if not any(_alnum(t) in n for n in names)}
+
+
 def _specific(question: str, sources: Sequence[Source], subjects: Sequence[str] = ()) -> float:
     """Share of the question's specific terms (numbers, years, names) the passages mention.
 
@@ -394,8 +449,7 @@ def _specific(question: str, sources: Sequence[Source], subjects: Sequence[str] 
     Terms that name the documents themselves ("Uber" in ``uber_2021.pdf``) are not required: a
     filing calls its company "we".
     """
-    names = [_alnum(s) for s in subjects]
-    wanted = {t for t in words.specific_terms(question) if not any(_alnum(t) in n for n in names)}
+    wanted = _wanted_specific(question, subjects)
     if not wanted:
         return 1.0
     text = " ".join(s.text.lower() for s in sources)

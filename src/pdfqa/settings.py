@@ -105,6 +105,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Passages retrieved for each question (and shown as sources)."""
     retrieval_prefetch: int = 40
     """Candidates each of the dense and the sparse search contributes before fusion."""
+    context_tokens: int = 512
+    """Word pieces of text the reader gets for each source: the passage and its neighbours on the
+    same page (0: the passage alone)."""
     dense_weight: float = 1.0
     """Weight of the dense (semantic) ranking in reciprocal-rank fusion."""
     sparse_weight: float = 1.5

@@ -27,6 +27,7 @@ __all__ = [
     "STOP_WORDS",
     "content_words",
     "is_follow_up",
+    "named_numbers",
     "page_references",
     "specific_terms",
     "stem",
@@ -85,6 +86,8 @@ _QUESTION_NUMBER = re.compile(r"\$?\d[\d,.]*%?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9&\-']+")
 _CONTENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{2,}")
 _LOWER_WORD = re.compile(r"[a-z']+")
+# A figure, alone or after letters it is written against ("FY2021", "Q4"): the figure itself.
+_NAMED_NUMBER = re.compile(r"(?<![\d.,])(?:[A-Za-z]{1,4}[-_']?)?(\d[\d,]*(?:\.\d+)?)(?![\d])")
 _CHAT_MARKUP = frozenset(("user", "assistant", "conversation", "question", "last", "sys", "inst"))
 """Words of a chat transcript's own markup, which a rewritten question must not count on."""
 
@@ -147,6 +150,23 @@ def specific_terms(question: str) -> set[str]:
         ordinary = lower in STOP_WORDS or lower in _ASKING
         if word[0].isupper() and not ordinary and (i > 0 or word.isupper()):
             found.add(lower)
+    return found
+
+
+def named_numbers(question: str) -> set[str]:
+    """The figures a question names that a document answering it must hold: years, amounts,
+    codes ("2024", "700,000", "FY2021" -> "2021"), read in the question itself (up to its first
+    "?": what follows is an instruction on the answer's form) and of three digits or more (a
+    "3" or a "25" is too common to tell anything, and page numbers are not looked for)."""
+    end = question.find("?")
+    asked = question[: end + 1] if end >= 0 else question
+    pages = {str(n) for n in page_references(asked)}
+    found: set[str] = set()
+    for match in _NAMED_NUMBER.finditer(asked):
+        number = match.group(1).rstrip(".,")
+        digits = sum(c.isdigit() for c in number)
+        if digits >= 3 and number not in pages:
+            found.add(number)
     return found
 
 

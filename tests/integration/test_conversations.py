@@ -164,8 +164,12 @@ async def test_the_json_form_returns_the_whole_answer(
     assert first is not None
     best = first.group(1).replace("**", "")
     source = next(s for s in body["sources"] if s["n"] == int(first.group(2)))
-    assert " ".join(best.split()) in " ".join(source["text"].split())
-    # Every quoted sentence is the document's own words, from the passage it cites.
+    assert " ".join(best.split()) in " ".join(source["context"].split())
+    # Every source carries what the answerer read: its passage, widened on the same page.
+    for s in body["sources"]:
+        assert " ".join(s["text"].split()) in " ".join(s["context"].split())
+    assert any(len(s["context"]) > len(s["text"]) for s in body["sources"])
+    # Every quoted sentence is the document's own words, from the source it cites.
     quotes = re.findall(
         r'^- "(.+)" \[(\d+)\] \(DeepSeek_R1.pdf, p\. (\d+)\)$', body["answer"], re.M
     )
@@ -173,7 +177,7 @@ async def test_the_json_form_returns_the_whole_answer(
     by_n = {s["n"]: s for s in body["sources"]}
     for sentence, n, page in quotes:
         source = by_n[int(n)]
-        assert " ".join(sentence.split()) in " ".join(source["text"].split())
+        assert " ".join(sentence.split()) in " ".join(source["context"].split())
         assert int(page) == source["page"]
     assert {c["n"] for c in body["citations"]} <= {s["n"] for s in body["sources"]}
 

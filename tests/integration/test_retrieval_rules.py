@@ -66,3 +66,43 @@ async def test_a_page_the_question_names_comes_first(client: Client) -> None:
         "Which date is on page 40?",
         Tuning(named_pages=False),
     )
+
+
+async def _present(
+    res: Resources, user_id: UUID, upload_id: UUID, query: str
+) -> tuple[float, bool]:
+    found = await retrieve(
+        res, user_id=user_id, upload_names={upload_id: "board.pdf"}, query=query, cache=False
+    )
+    return found.signals.present, found.relevant
+
+
+async def test_the_figures_a_question_names_are_looked_for_in_the_whole_document(
+    client: Client,
+) -> None:
+    res: Resources = client.app.state.resources
+    user_id, upload_id = await ingest(client)
+    # 2021 and 41,200 are in the document; 2024 and 52,000 are nowhere in it.
+    present, relevant = on_app(
+        client, _present, res, user_id, upload_id, "How much did dredging the channel cost in 2021?"
+    )
+    assert (present, relevant) == (1.0, True)
+    half, _ = on_app(
+        client, _present, res, user_id, upload_id, "Did dredging cost 41,200 euros in 2024?"
+    )
+    assert half == 0.5
+    # A year the document never mentions: "not found", whatever else matches.
+    none, relevant = on_app(
+        client, _present, res, user_id, upload_id, "How much did dredging the channel cost in 2024?"
+    )
+    assert (none, relevant) == (0.0, False)
+    # An instruction after the question, and a page number, are not looked for.
+    instructed, _ = on_app(
+        client,
+        _present,
+        res,
+        user_id,
+        upload_id,
+        "What did dredging cost in 2021? Answer with 300 characters at most.",
+    )
+    assert instructed == 1.0

@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 import pdfqa
 from pdfqa import answer, chunking, cleanup, sparse, words
 from pdfqa.chunking import ChunkSpec
+from pdfqa.context import join_overlapping
 from pdfqa.embeddings import bundled_model_dir
 from pdfqa.extract import pages
+from pdfqa.kinds import offered
 
 MODULES = [
     "pdfqa.chunking",
@@ -37,6 +39,8 @@ MODULES = [
     "pdfqa.words",
     "pdfqa.sparse",
     "pdfqa.citations",
+    "pdfqa.kinds",
+    "pdfqa.context",
     "pdfqa.answer",
     "pdfqa.retrieval",
     "pdfqa.sanitize",
@@ -109,6 +113,12 @@ PASSES: list[tuple[str, Callable[[str], object]]] = [
     ("answer.escape_passage", answer.escape_passage),
     ("answer.pieces", answer.pieces),
     ("answer._sentences", answer._sentences),
+    ("kinds.offered count", lambda t: [offered(t, k, "q") for k in ("count", "amount", "name")]),
+    (
+        "kinds.offered others",
+        lambda t: [offered(t, k, "q") for k in ("email", "percent", "person")],
+    ),
+    ("context.join_overlapping", lambda t: join_overlapping(t, t[len(t) // 2 :])),
 ]
 """The passes over a document's text that the patterns are used in, run whole."""
 

@@ -533,3 +533,13 @@ async def test_hybrid_search_gives_every_upload_a_fair_share(store: VectorStore)
         mode="dense",
     )
     assert {h.upload_id for h in alone} == {"large"}  # without the fair share it is crowded out
+
+
+async def test_chunks_by_index_are_the_owners_only_in_order(store: VectorStore) -> None:
+    await store.upsert([chunk("up-1", i) for i in range(6)])
+    await store.upsert([chunk("up-2", i, user_id="bob") for i in range(3)])
+    got = await store.chunks(user_id="alice", upload_id="up-1", indexes=[4, 1, 9, 2, 1])
+    assert [h.chunk_index for h in got] == [1, 2, 4]  # 9 holds nothing; 1 asked twice
+    assert [h.text for h in got] == ["chunk 1 of up-1", "chunk 2 of up-1", "chunk 4 of up-1"]
+    assert await store.chunks(user_id="alice", upload_id="up-2", indexes=[0, 1]) == []  # bob's
+    assert await store.chunks(user_id="alice", upload_id="up-1", indexes=[]) == []

@@ -51,3 +51,12 @@ def test_page_references() -> None:
     assert words.page_references("Pages 1 to 100 please") == [1, 2, 3, 4, 5]  # at most five
     assert words.page_references("How many pages does the report have? 2 pages?") == []
     assert words.page_references("What was revenue in 2021?") == []
+
+
+def test_the_figures_a_question_names() -> None:
+    assert words.named_numbers("What share voted in 2024?") == {"2024"}
+    assert words.named_numbers("What is common equity for COSTCO in FY2021?") == {"2021"}
+    assert words.named_numbers("When did tweets exceed 700,000?") == {"700,000"}
+    # Small numbers, page numbers and what follows the question (its answer's form) are not.
+    assert words.named_numbers("Which 3 tasks are on page 142?") == set()
+    assert words.named_numbers("What was revenue in 2021? Round to 100 dollars.") == {"2021"}

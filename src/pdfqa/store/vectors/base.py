@@ -33,6 +33,7 @@ __all__ = [
     "collection_name",
     "decode_hit",
     "encode_payload",
+    "owned_in_order",
     "point_id",
 ]
 
@@ -140,6 +141,13 @@ def decode_hit(point: object, payload: object, score: float, vectors: object = N
     )
 
 
+def owned_in_order(hits: Sequence[Hit], user_id: str, upload_id: str) -> list[Hit]:
+    """``hits`` of ``user_id``'s ``upload_id`` only, by chunk index (points fetched by id carry
+    no filter: the owner is checked on their payload)."""
+    mine = [h for h in hits if h.user_id == user_id and h.upload_id == upload_id]
+    return sorted(mine, key=lambda h: h.chunk_index)
+
+
 def point_id(upload_id: str, chunk_index: int) -> str:
     """Deterministic id of a chunk point, so a retried job overwrites rather than duplicates."""
     return str(uuid.uuid5(_POINT_NAMESPACE, f"{upload_id}/{chunk_index}"))
@@ -219,6 +227,11 @@ class VectorStore(Protocol):
 
     async def scroll(self, *, upload_id: str, limit: int = 10_000) -> list[Hit]:
         """Points of one upload ordered by ``chunk_index`` (for tests and inspection)."""
+        ...
+
+    async def chunks(self, *, user_id: str, upload_id: str, indexes: Sequence[int]) -> list[Hit]:
+        """The stored chunks ``indexes`` of ``user_id``'s upload, in ``chunk_index`` order;
+        indexes that hold no chunk (or another user's) are left out. ``score`` is 0."""
         ...
 
     async def ping(self) -> None:

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,6 +55,7 @@ from pdfqa.store.vectors.base import (
     candidate_scopes,
     decode_hit,
     encode_payload,
+    owned_in_order,
     point_id,
 )
 
@@ -312,6 +314,17 @@ class EdgeVectorStore:
             return hits
 
         return await self._run("scroll", call)
+
+    async def chunks(self, *, user_id: str, upload_id: str, indexes: Sequence[int]) -> list[Hit]:
+        if not indexes:
+            return []
+        ids: list[int | uuid.UUID | str] = [point_id(upload_id, i) for i in dict.fromkeys(indexes)]
+
+        def call() -> list[Hit]:
+            records = self._shard().retrieve(ids, with_payload=True, with_vector=False)
+            return [decode_hit(r.id, r.payload, 0.0) for r in records]
+
+        return owned_in_order(await self._run("retrieve", call), user_id, upload_id)
 
     async def ping(self) -> None:
         await self._run("ping", lambda: self._shard().info())

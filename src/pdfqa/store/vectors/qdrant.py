@@ -37,6 +37,7 @@ from pdfqa.store.vectors.base import (
     candidate_scopes,
     decode_hit,
     encode_payload,
+    owned_in_order,
     point_id,
 )
 
@@ -280,6 +281,18 @@ class QdrantVectorStore:
         hits = [decode_hit(r.id, r.payload, 0.0) for r in records]
         hits.sort(key=lambda h: h.chunk_index)
         return hits
+
+    async def chunks(self, *, user_id: str, upload_id: str, indexes: Sequence[int]) -> list[Hit]:
+        if not indexes:
+            return []
+        records = await self._call(
+            "retrieve",
+            ids=[point_id(upload_id, i) for i in dict.fromkeys(indexes)],
+            with_payload=True,
+            with_vectors=False,
+        )
+        hits = [decode_hit(r.id, r.payload, 0.0) for r in records]
+        return owned_in_order(hits, user_id, upload_id)
 
     async def ping(self) -> None:
         await self._open(collection=False)

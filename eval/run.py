@@ -12,11 +12,21 @@ scored by the benchmark's own measure (``../shared/benchmarks/README.md``):
 * **false "not found"**: answerable questions answered "not found"; **unanswerable declined**:
   unanswerable questions answered "not found".
 
+Every question is asked twice: fresh (a conversation of its own) and in **conversation mode**
+(each document's questions one after another in one conversation, in file order, each made to
+stand alone by :func:`pdfqa.retrieval.standalone_query` as the product does without a model).
+Questions that stand on their own should score the same in both. The **follow-up pairs**
+(``followups.jsonl``: a question, then one that leans on it, and the pages that answer the
+second) check that real follow-ups are still resolved: the second asked after the first against
+the second asked alone.
+
 In the same run, the usual tutorial pipeline (pypdf page text, a 1000/200-character recursive
 splitter, the same MiniLM, dense top-5, each chunk from one page) answers the same questions;
 its embeddings are cached under ``--data``. Ablation rows re-rank the same store with one part
 of the retrieval turned off. Figures are printed over the documents that have a text layer
 (those pdfqa could ingest) and over all documents (a document that failed counts as misses).
+Retrieval is never served from the Redis cache here (``cache=False``): a cached result would
+outlive the code that made it.
 """
 
 from __future__ import annotations
@@ -37,10 +47,12 @@ import msgspec
 import numpy as np
 from bench.ingest import reset_database
 
+from eval.answers import AnswerTally, answer_text, contains, gold_items, page_text
+from pdfqa.answer import EXTRACTIVE_NOTE, extractive_answer
 from pdfqa.errors import IngestError
 from pdfqa.lifecycle import fail, ingest_upload, ocr_upload
 from pdfqa.resources import Resources, open_resources
-from pdfqa.retrieval import Retrieval, Tuning, embed_query, retrieve
+from pdfqa.retrieval import Retrieval, Tuning, embed_query, retrieve, standalone_query
 from pdfqa.settings import Settings, load_settings
 from pdfqa.store import uploads, users
 
@@ -60,6 +72,8 @@ FINGERPRINTED = (
     "ingest.py",
 )
 K = 5
+CONVERSATION = "pdfqa conversation"
+"""The row of conversation mode."""
 
 
 class Question(msgspec.Struct, frozen=True):
@@ -70,6 +84,8 @@ class Question(msgspec.Struct, frozen=True):
     pages: list[int]
     answerable: bool
     kind: str
+    answer: str = ""
+    answer_format: str = ""
 
 
 def own_questions(path: Path) -> list[Question]:
@@ -86,9 +102,26 @@ def own_questions(path: Path) -> list[Question]:
                     pages=q["pages"],
                     answerable=bool(q["pages"]),
                     kind=q["kind"],
+                    answer=q.get("answer", ""),
+                    answer_format="Str" if q.get("answer") else "",
                 )
             )
     return out
+
+
+class FollowUp(msgspec.Struct, frozen=True):
+    doc: str
+    first: str
+    then: str
+    pages: list[int]
+
+
+def follow_ups(path: Path) -> list[FollowUp]:
+    return [
+        msgspec.json.decode(line, type=FollowUp)
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
 
 
 def benchmark_questions(root: Path) -> list[Question]:
@@ -105,6 +138,8 @@ def benchmark_questions(root: Path) -> list[Question]:
                     pages=q["evidence_pages"],
                     answerable=bool(q["answerable"]),
                     kind=q["doc_type"].split("/")[0].strip(),
+                    answer=str(q["answer"]),
+                    answer_format=q["answer_format"],
                 )
             )
     return out
@@ -246,16 +281,24 @@ class Tutorial:
         self.res = res
         self.cache = cache
         self.docs: dict[str, tuple[np.ndarray, list[int]]] = {}
+        self.texts: dict[str, list[str]] = {}
 
     async def load(self, name: str, path: Path) -> None:
         self.cache.mkdir(parents=True, exist_ok=True)
         key = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()[:16]
         file = self.cache / f"{key}.npz"
+        texts_file = self.cache / f"{key}.texts.json"
         if file.exists():
             data = np.load(file)
             self.docs[name] = (data["vectors"], data["pages"].tolist())
+            if not texts_file.exists():  # made before the texts were kept: no embedding needed
+                texts, _ = await asyncio.to_thread(_tutorial_chunks, path)
+                texts_file.write_text(json.dumps(texts))
+            self.texts[name] = json.loads(texts_file.read_text())
             return
         texts, pages = await asyncio.to_thread(_tutorial_chunks, path)
+        texts_file.write_text(json.dumps(texts))
+        self.texts[name] = texts
         vectors = np.zeros((0, self.res.embedder.dimensions), dtype=np.float32)
         if texts:
             batches = [
@@ -267,11 +310,16 @@ class Tutorial:
         self.docs[name] = (vectors, pages)
 
     def pages(self, name: str, query: list[float]) -> list[int]:
+        return [page for page, _ in self.top(name, query)]
+
+    def top(self, name: str, query: list[float]) -> list[tuple[int, str]]:
+        """The first ``K`` chunks: their pages and texts."""
         vectors, pages = self.docs.get(name, (np.zeros((0, 1)), []))
         if not pages:
             return []
         scores = vectors @ np.asarray(query, dtype=np.float32)
-        return [pages[i] for i in np.argsort(-scores)[:K]]
+        texts = self.texts.get(name, [""] * len(pages))
+        return [(pages[i], texts[i]) for i in np.argsort(-scores)[:K]]
 
 
 def _tutorial_chunks(path: Path) -> tuple[list[str], list[int]]:
@@ -322,6 +370,7 @@ async def evaluate(
     sweep: bool = False,
     with_tutorial: bool = True,
     skip_missing: bool = False,
+    pairs: Sequence[FollowUp] = (),
 ) -> None:
     docs = {q.doc: q.path for q in questions}
     started = time.perf_counter()
@@ -363,9 +412,11 @@ async def evaluate(
                 )
             for prefetch in (10, 20, 80):
                 variants[f"prefetch {prefetch}"] = msgspec.structs.replace(base, prefetch=prefetch)
-        tallies = {name: Tally() for name in [*variants, "tutorial"]}
+        tallies = {name: Tally() for name in [*variants, CONVERSATION, "tutorial"]}
         verdicts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         confidences: list[tuple[str, bool, float]] = []
+        answers = AnswerTally()
+        dump: list[dict[str, object]] = []
         features: list[dict[str, object]] = []
         outcomes: list[dict[str, object]] = []
         for q in questions:
@@ -384,10 +435,23 @@ async def evaluate(
                 "ready": ready,
             }
             outcomes.append(outcome)
+            items = gold_items(q.answer, q.answer_format) if q.answerable else None
+            short: list[str] = []
+            if items is not None:
+                extractable = any(contains(page_text(q.path, p), items) for p in q.pages)
+                short = [f"{q.set}|short", f"{q.set}|short {q.answer_format}"]
+                if extractable:
+                    short += [f"{q.set}|extractable", f"{q.set}|extractable {q.answer_format}"]
             if q.answerable and with_tutorial:
-                baseline = tutorial.pages(q.doc, dense)
+                top = tutorial.top(q.doc, dense)
+                baseline = [page for page, _ in top]
                 outcome["tutorial"] = baseline
                 tallies["tutorial"].add(buckets, q.pages, baseline)
+                if items is not None:
+                    best = top[0][1] if top else ""
+                    answers.add("tutorial: best chunk", short, contains(best, items))
+                    read = " ".join(text for _, text in top)
+                    answers.add("tutorial: 5 chunks (context)", short, contains(read, items))
             if not ready:
                 if q.answerable:
                     for name in variants:
@@ -398,11 +462,32 @@ async def evaluate(
                 if name != "pdfqa" and not q.answerable:
                     continue
                 found = await retrieve(
-                    res, user_id=user_id, upload_names=names, query=q.question, tuning=tuning
+                    res,
+                    user_id=user_id,
+                    upload_names=names,
+                    query=q.question,
+                    tuning=tuning,
+                    cache=False,
                 )
                 if q.answerable:
                     tallies[name].add(buckets, q.pages, source_pages(found))
+                if name == "pdfqa" and items is not None:
+                    score_answers(answers, "pdfqa", q, found, short, items)
                 if name == "pdfqa":
+                    dump.append(
+                        {
+                            "set": q.set,
+                            "doc": q.doc,
+                            "question": q.question,
+                            "answer": q.answer,
+                            "answer_format": q.answer_format,
+                            "answerable": q.answerable,
+                            "evidence": q.pages,
+                            "short": bool(short),
+                            "extractable": f"{q.set}|extractable" in short,
+                            "retrieval": msgspec.to_builtins(found),
+                        }
+                    )
                     outcome["pdfqa"] = source_pages(found)
                     outcome["confidence"] = found.confidence
                     key = f"{q.set}|{'answerable' if q.answerable else 'unanswerable'}"
@@ -416,11 +501,132 @@ async def evaluate(
                             **msgspec.to_builtins(found.signals),
                         }
                     )
+        await in_conversation(
+            res, user_id, ids, questions, base, tallies[CONVERSATION], verdicts, answers
+        )
+        followed = await follow_up_pairs(res, user_id, ids, pairs, base)
         t_total = time.perf_counter() - started
     (data / "signals.jsonl").write_text("".join(json.dumps(f) + "\n" for f in features))
+    (data / "retrievals.jsonl").write_text("".join(json.dumps(d) + "\n" for d in dump))
     (data / "outcomes.jsonl").write_text("".join(json.dumps(o) + "\n" for o in outcomes))
     report(questions, ids, tallies, verdicts, confidences)
+    report_answers(questions, answers)
+    if pairs:
+        print(f"\n== follow-up pairs: {len(pairs)} ==")
+        print(f"{'asked':<30}{'n':>6}{'R@5':>9}{'hit@1':>9}")
+        for name in ("alone", "after its question"):
+            n, r, h = followed.row(name)
+            print(f"{name:<30}{n:>6}{r:>9.3f}{h:>9.3f}")
     print(f"\n(ingestion {t_ingest:.0f} s, whole run {t_total:.0f} s)")
+
+
+async def in_conversation(
+    res: Resources,
+    user_id: uuid.UUID,
+    ids: dict[str, uuid.UUID],
+    questions: Sequence[Question],
+    tuning: Tuning,
+    tally: Tally,
+    verdicts: dict[str, list[int]],
+    answers: AnswerTally,
+) -> None:
+    """Conversation mode: each document's questions in one conversation, in file order."""
+    by_doc: dict[tuple[str, str], list[Question]] = defaultdict(list)
+    for q in questions:
+        by_doc[q.set, q.doc].append(q)
+    for (_set, doc), asked in by_doc.items():
+        previous: list[str] = []
+        for q in asked:
+            buckets_all = [f"{q.set}|all docs", f"{q.set}|kind {q.kind}|all docs"]
+            if doc not in ids:
+                if q.answerable:
+                    tally.add(buckets_all, q.pages, [])
+                continue
+            query = standalone_query(q.question, previous)
+            previous.append(query)
+            found = await retrieve(
+                res,
+                user_id=user_id,
+                upload_names={ids[doc]: doc},
+                query=query,
+                tuning=tuning,
+                cache=False,
+            )
+            buckets = [*buckets_all, f"{q.set}|text docs", f"{q.set}|kind {q.kind}|text docs"]
+            if q.answerable:
+                tally.add(buckets, q.pages, source_pages(found))
+            items = gold_items(q.answer, q.answer_format) if q.answerable else None
+            if items is not None:
+                short = [f"{q.set}|short", f"{q.set}|short {q.answer_format}"]
+                if any(contains(page_text(q.path, p), items) for p in q.pages):
+                    short += [f"{q.set}|extractable", f"{q.set}|extractable {q.answer_format}"]
+                score_answers(answers, "pdfqa conversation", q, found, short, items)
+            key = f"{q.set}|{'answerable' if q.answerable else 'unanswerable'}|conversation"
+            verdicts[key][0 if found.relevant else 1] += 1
+
+
+async def follow_up_pairs(
+    res: Resources,
+    user_id: uuid.UUID,
+    ids: dict[str, uuid.UUID],
+    pairs: Sequence[FollowUp],
+    tuning: Tuning,
+) -> Tally:
+    """Each pair's second question asked alone, and after its first (conversation mode)."""
+    tally = Tally()
+    for pair in pairs:
+        if pair.doc not in ids:
+            continue
+        names = {ids[pair.doc]: pair.doc}
+        alone = await retrieve(
+            res, user_id=user_id, upload_names=names, query=pair.then, tuning=tuning, cache=False
+        )
+        tally.add(["alone"], pair.pages, source_pages(alone))
+        query = standalone_query(pair.then, [standalone_query(pair.first, [])])
+        after = await retrieve(
+            res, user_id=user_id, upload_names=names, query=query, tuning=tuning, cache=False
+        )
+        tally.add(["after its question"], pair.pages, source_pages(after))
+    return tally
+
+
+def score_answers(
+    answers: AnswerTally,
+    row: str,
+    q: Question,
+    found: Retrieval,
+    buckets: list[str],
+    items: list[str],
+) -> None:
+    """What the reader received (passages, contexts) and what the extractive answer says."""
+    top = found.sources[:K]
+    answers.add(f"{row}: 5 passages", buckets, contains(" ".join(s.text for s in top), items))
+    context = " ".join(s.context or s.text for s in top)
+    answers.add(f"{row}: 5 contexts", buckets, contains(context, items))
+    extracted = extractive_answer(found.query, found.sources, found.confidence, 0.0)
+    said = answer_text(extracted, EXTRACTIVE_NOTE)
+    answers.add(f"{row}: extractive answer", buckets, contains(said, items))
+    first = said.split("\n\n", 1)[0]
+    answers.add(f"{row}: extractive, first block", buckets, contains(first, items))
+    if row == "pdfqa":  # what the answer said before the reader got contexts
+        bare = [msgspec.structs.replace(s, context="") for s in found.sources]
+        before = extractive_answer(found.query, bare, found.confidence, 0.0)
+        hit = contains(answer_text(before, EXTRACTIVE_NOTE), items)
+        answers.add(f"{row}: extractive from passages", buckets, hit)
+
+
+def report_answers(questions: list[Question], answers: AnswerTally) -> None:
+    """Answer hit and context recall, per set: all short answers, extractable, per format."""
+    for qset in dict.fromkeys(q.set for q in questions):
+        formats = sorted({q.answer_format for q in questions if q.set == qset and q.answer})
+        columns = ["short", "extractable", *(f"extractable {f}" for f in formats)]
+        if not any(answers.cell(row, f"{qset}|short")[0] for row in answers.rows()):
+            continue
+        print(f"\n== {qset}: answers (share holding the reference answer) ==")
+        print(f"{'':38}" + "".join(f"{c[:16]:>18}" for c in columns))
+        for row in answers.rows():
+            cells = [answers.cell(row, f"{qset}|{c}") for c in columns]
+            print(f"{row:<38}" + "".join(f"{n:>7} {v:>9.3f} " for n, v in cells))
 
 
 def report(
@@ -447,13 +653,14 @@ def report(
                     for n, r, h in (tally.row(prefix + "text docs"), tally.row(prefix + "all docs"))
                 )
                 print(f"{name:<22}{kind[:11]:<12}{cells}")
-        a = verdicts[f"{qset}|answerable"]
-        u = verdicts[f"{qset}|unanswerable"]
-        print(
-            f'"not found": answerable declined {a[1]}/{sum(a)}'
-            f" ({a[1] / max(1, sum(a)):.1%}), unanswerable declined {u[1]}/{sum(u)}"
-            f" ({u[1] / max(1, sum(u)):.1%})  [text-layer docs]"
-        )
+        for mode in ("", "|conversation"):
+            a = verdicts[f"{qset}|answerable{mode}"]
+            u = verdicts[f"{qset}|unanswerable{mode}"]
+            print(
+                f'"not found"{" (conversation)" if mode else ""}: answerable declined'
+                f" {a[1]}/{sum(a)} ({a[1] / max(1, sum(a)):.1%}), unanswerable declined"
+                f" {u[1]}/{sum(u)} ({u[1] / max(1, sum(u)):.1%})  [text-layer docs]"
+            )
     print("\nconfidence quantiles (answerable | unanswerable), all sets:")
     for answerable in (True, False):
         values = sorted(c for _s, a, c in confidences if a == answerable)
@@ -471,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--questions", type=Path, default=HERE / "questions.jsonl")
     parser.add_argument("--benchmark", type=Path, default=BENCHMARK)
+    parser.add_argument("--followups", type=Path, default=HERE / "followups.jsonl")
     parser.add_argument("--only", choices=("own", "mmlongbench-dev"), help="one set only")
     parser.add_argument("--data", type=Path, default=Path("./data/eval"), help="kept between runs")
     parser.add_argument("--db", default="pdfqa_eval", help="PostgreSQL database of the eval")
@@ -513,8 +721,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.data.mkdir(parents=True, exist_ok=True)
         mark.write_text(wanted)
     questions: list[Question] = []
+    pairs: list[FollowUp] = []
     if args.only in (None, "own"):
         questions += own_questions(args.questions)
+        pairs = follow_ups(args.followups)
     if args.only in (None, "mmlongbench-dev"):
         questions += benchmark_questions(args.benchmark)
     if args.docs is not None:
@@ -537,6 +747,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             sweep=args.sweep,
             with_tutorial=not args.no_tutorial,
             skip_missing=args.skip_missing,
+            pairs=[p for p in pairs if p.doc in {q.doc for q in questions}],
         )
     )
 

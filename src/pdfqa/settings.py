@@ -79,6 +79,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Base URL of the chat endpoint; unset: ``openai_base_url``."""
     chat_api_key: str | None = None
     """API key of the chat endpoint; unset: ``openai_api_key``."""
+    chat_context_tokens: int = 2048
+    """Word pieces of source text a language model gets in all: the best sources' contexts while
+    they fit, the matching passages alone after (sized for a 4,096-token local model)."""
     chat_max_tokens: int = 800
     """Longest answer the model may write, in tokens."""
     chat_temperature: float = 0.1

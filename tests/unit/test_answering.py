@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from pdfqa.answer import (
     EXTRACTIVE_NOTE,
     NOT_FOUND,
@@ -101,3 +103,13 @@ def test_a_follow_up_keeps_the_previous_subject_but_a_new_question_stands_alone(
     new = "Who audits Lyft's financial statements every year?"
     assert standalone_query(new, previous) == new
     assert standalone_query("What is GRPO?", []) == "What is GRPO?"
+
+
+def test_the_prompt_gives_contexts_while_they_fit_then_passages() -> None:
+    wide = [
+        msgspec.structs.replace(source(n, f"passage {n}"), context=f"passage {n} " + "x" * 300)
+        for n in (1, 2, 3)
+    ]
+    user = prompt("Q?", wide, [], nonce="abc", budget_tokens=160)[-1].content  # 640 characters
+    assert user.count("x" * 300) == 2  # the two best sources get their context
+    assert '<passage-abc n="3" document="report.pdf" page="1">\npassage 3\n</passage-abc>' in user

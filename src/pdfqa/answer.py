@@ -230,6 +230,8 @@ def extractive_answer(
         cite = f"[{source.n}] ({source.upload_name}, p. {source.page})"
         if " | " in sentence:
             blocks.append(f"{_table(sentence)}\n{cite}")
+        elif i == 0 and kind == "list" and kinds.offered(sentence, kind, question):
+            blocks.append(f"{_as_list(sentence)}\n{cite}")
         elif i == 0:
             blocks.append(f"{_emphasise(sentence, question, kind)} {cite}")
         else:
@@ -251,7 +253,7 @@ def _candidates(sources: Sequence[Source], kind: kinds.Kind, question: str) -> l
     for rank, source in enumerate(sources[:4]):
         sentences = _sentences(source.context or source.text)
         for position, first in enumerate(sentences):
-            sentence, end = _completed(sentences, position)
+            sentence, end = _completed(sentences, position, longer=kind == "list")
             found = words.terms(sentence)
             if not found or _REFERENCE.search(first) or first.rstrip().endswith("?"):
                 continue
@@ -266,11 +268,16 @@ def _candidates(sources: Sequence[Source], kind: kinds.Kind, question: str) -> l
 CONTINUED_LINES = 4
 """Lines an unfinished sentence may take from the lines after it."""
 CONTINUED_CHARS = 400
+LIST_LINES = 16
+"""... and when the question asks for a list."""
+LIST_CHARS = 1_200
 
 
-def _completed(sentences: Sequence[str], position: int) -> tuple[str, int]:
+def _completed(sentences: Sequence[str], position: int, *, longer: bool = False) -> tuple[str, int]:
     """The sentence at ``position``, continued over the next lines while it is unfinished, and
-    the position of the last line it took."""
+    the position of the last line it took (``longer``: a list is asked for, so a list after a
+    heading may run on further)."""
+    lines, chars = (LIST_LINES, LIST_CHARS) if longer else (CONTINUED_LINES, CONTINUED_CHARS)
     sentence = sentences[position]
     if " | " in sentence:
         return sentence, position
@@ -278,8 +285,8 @@ def _completed(sentences: Sequence[str], position: int) -> tuple[str, int]:
     while (
         not _FINISHED.search(sentence)
         and position + 1 + taken < len(sentences)
-        and taken < CONTINUED_LINES
-        and len(sentence) < CONTINUED_CHARS
+        and taken < lines
+        and len(sentence) < chars
     ):
         following = sentences[position + 1 + taken]
         if " | " in following:
@@ -336,6 +343,15 @@ def _emphasise(sentence: str, question: str, kind: kinds.Kind = "other") -> str:
         last = end
     out.append(sentence[last:])
     return "".join(out)
+
+
+def _as_list(sentence: str) -> str:
+    """A sentence that holds a list ("HIT Applications • Patient registration • Billing"), as
+    its lead-in and one Markdown item a line."""
+    spans = kinds.offered(sentence, "list", "")
+    lead = sentence[: spans[0][0]].rstrip(" \n-\u2022\u25aa\u25cf:") if spans else sentence
+    items = [sentence[a:b].strip(" ;,") for a, b in spans]
+    return "\n".join([f"{lead}:" if lead else "", *(f"- {item}" for item in items if item)]).strip()
 
 
 def _disjoint(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

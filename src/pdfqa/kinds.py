@@ -29,6 +29,7 @@ Kind = Literal[
     "number",
     "person",
     "place",
+    "list",
     "name",
     "other",
 ]
@@ -53,6 +54,13 @@ _ASKS: list[tuple[Kind, re.Pattern[str]]] = [
         re.compile(
             r"^where\b|\bwhere (?:is|was|are|were|did|does|do)\b|"
             r"\bwhich (?:city|cities|country|countries|state|place|location)\b"
+        ),
+    ),
+    (
+        "list",
+        re.compile(
+            r"^(?:list|enumerate)\b|\blist (?:all|the|every)\b|\b(?:in|as a) list\b|"
+            r"\blist format\b|^(?:what|which) are the\b|^name (?:all|the)\b"
         ),
     ),
     ("name", re.compile(r"^(?:which|what)\b")),
@@ -85,6 +93,8 @@ _NAME = re.compile(
     r"(?<=[\s(\"'\u201c])[A-Z][\w&'\u2019.-]*"
     r"(?:\s+(?:(?:of|de|von|van|and|the|for|&)\s+)?[A-Z][\w&'\u2019.-]*)*"
 )
+# An item of a list: after a bullet, or after a line break the answer's list marks ("\n- ").
+_ITEM = re.compile(r"(?:\n- |[\u2022\u25aa\u25cf]\s*)([^\n\u2022\u25aa\u25cf]{2,200})")
 _ACRONYM = re.compile(r"\b[A-Z][A-Za-z0-9]*[A-Z0-9][A-Za-z0-9-]*\b")
 
 
@@ -98,7 +108,11 @@ def kind_of(question: str) -> Kind:
 
 
 def offered(sentence: str, kind: Kind, question: str) -> list[tuple[int, int]]:
-    """Spans of ``sentence`` that offer ``kind`` and that ``question`` does not already say."""
+    """Spans of ``sentence`` that offer ``kind`` and that ``question`` does not already say
+    (for a list: its items, when it has two or more)."""
+    if kind == "list":
+        items = [m.span(1) for m in _ITEM.finditer(sentence)]
+        return items if len(items) >= 2 else []
     asked = question.lower()
     spans: list[tuple[int, int]] = []
     for pattern in _PATTERNS.get(kind, ()):

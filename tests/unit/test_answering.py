@@ -113,3 +113,30 @@ def test_the_prompt_gives_contexts_while_they_fit_then_passages() -> None:
     user = prompt("Q?", wide, [], nonce="abc", budget_tokens=160)[-1].content  # 640 characters
     assert user.count("x" * 300) == 2  # the two best sources get their context
     assert '<passage-abc n="3" document="report.pdf" page="1">\npassage 3\n</passage-abc>' in user
+
+
+def test_a_list_asked_for_is_answered_as_a_list() -> None:
+    slide = (
+        "HIT Applications \u2022 Patient registration \u2022 Insurance validation "
+        "\u2022 Billing systems \u2022 Telemedicine"
+    )
+    sources = [source(1, "Some hospitals use tablets for notes and forms every day.", 3)]
+    sources.append(source(2, slide, 7))
+    text = extractive_answer("What are the HIT applications?", sources)
+    assert text.startswith(
+        "HIT Applications:\n- Patient registration\n- Insurance validation\n- Billing systems\n"
+        "- Telemedicine\n[2] (report.pdf, p. 7)"
+    )
+
+
+def test_a_sentence_cut_at_a_line_break_goes_on_and_references_are_not_quoted() -> None:
+    text = (
+        "We mainly conduct experiments on the\n"
+        "event relation extraction and deductive reasoning tasks.\n"
+        "[12] A. Author, B. Author. Experiments on reasoning tasks. In Proceedings of ACL, 2020."
+    )
+    answer = extractive_answer("Which tasks were the experiments conducted on?", [source(1, text)])
+    assert answer.startswith(
+        "We mainly conduct experiments on the event relation extraction and deductive reasoning"
+    )
+    assert "Proceedings" not in answer

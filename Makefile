@@ -108,7 +108,7 @@ bench: $(STAMP) ## Ingestion, OCR and answer benchmarks (prints figures)
 	$(BIN)/python -m bench.queues
 
 eval: $(STAMP) ## Retrieval quality (page recall@5, hit@1, "not found") on our set and mmlongbench-dev
-	$(BIN)/python eval/verify.py
+	$(BIN)/python -m eval.verify
 	$(BIN)/python -m eval.run $(EVAL_ARGS)
 
 clean: ## Remove caches (keeps .venv and ./data)

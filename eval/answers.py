@@ -10,28 +10,41 @@
 * **context recall**: for extractable questions, the answer appears in the text the reader
   received for the first five sources.
 
-Normalized: lower case, runs of characters other than letters, digits, ``.`` and ``%`` turned
-into one space, and dots that end or start a word dropped ("2021." is the word "2021").
+Normalized: lower case, a space before ``%`` dropped ("58.6 %" is "58.6%"), runs of characters
+other than letters, digits, ``.`` and ``%`` turned into one space, and dots that end or start a
+word dropped ("2021." is the word "2021").
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
-__all__ = ["AnswerTally", "answer_text", "contains", "gold_items", "normalize", "page_text"]
+__all__ = [
+    "AnswerTally",
+    "Gold",
+    "answer_text",
+    "contains",
+    "gold",
+    "gold_items",
+    "holds",
+    "normalize",
+    "page_text",
+]
 
 SHORT = 40
 _OTHER = re.compile(r"[^a-z0-9.%]+")
+_SPACED_PERCENT = re.compile(r"(?<=\d)\s+%")  # "58.6 %" is "58.6%"
 _CITATION = re.compile(r"\[\d+\]\s*\([^)]*\)|\[\d+(?:\s*,\s*\d+)*\]")
 
 
 def normalize(text: str) -> str:
-    words = _OTHER.sub(" ", text.lower()).split()
+    words = _OTHER.sub(" ", _SPACED_PERCENT.sub("%", text.lower())).split()
     return " ".join(w for w in (w.strip(".") for w in words) if w)
 
 
@@ -50,6 +63,25 @@ def gold_items(answer: str, answer_format: str) -> list[str] | None:
         item = normalize(answer)
         return [item] if item else None
     return None
+
+
+Gold = list[list[str]]
+"""Acceptable answers, each a list of items that must all appear."""
+
+
+def gold(answer: str, answer_format: str) -> Gold | None:
+    """The acceptable answers; None when the question has no short answer. ``Any`` (our set):
+    ``answer`` is a JSON list of forms, any one of which will do ("17.5 billion", "17,455")."""
+    if answer_format == "Any":
+        forms = [normalize(str(f)) for f in json.loads(answer)]
+        return [[f] for f in forms if f] or None
+    items = gold_items(answer, answer_format)
+    return None if items is None else [items]
+
+
+def holds(text: str, answers: Gold) -> bool:
+    """Whether ``text`` holds one of the acceptable answers."""
+    return any(contains(text, items) for items in answers)
 
 
 def contains(text: str, items: Sequence[str]) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from eval.answers import answer_text, contains, gold_items
+from eval.answers import answer_text, gold, holds
 from pdfqa.answer import EXTRACTIVE_NOTE, extractive_answer
 from pdfqa.retrieval import Retrieval
 
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         record = json.loads(line)
         if not record["short"] or (args.set and record["set"] != args.set):
             continue
-        items = gold_items(record["answer"], record["answer_format"])
+        items = gold(record["answer"], record["answer_format"])
         if items is None:
             continue
         found = msgspec.convert(record["retrieval"], Retrieval)
@@ -48,12 +48,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{record['set']}|extractable {record['answer_format']}",
             ]
         for bucket in buckets:
-            rows[f"{bucket}|answer"].append(float(contains(said, items)))
-            rows[f"{bucket}|first block"].append(float(contains(first, items)))
-        if args.misses and record["extractable"] and not contains(said, items):
+            rows[f"{bucket}|answer"].append(float(holds(said, items)))
+            rows[f"{bucket}|first block"].append(float(holds(first, items)))
+        if args.misses and record["extractable"] and not holds(said, items):
             context = " ".join(s.context or s.text for s in found.sources[:5])
             print(f"\n--- {record['question']}\n    gold: {record['answer']!r}")
-            print(f"    in the contexts: {contains(context, items)}")
+            print(f"    in the contexts: {holds(context, items)}")
             print("    " + said.strip().replace("\n", "\n    ")[:700])
     for key in sorted(rows):
         values = rows[key]

@@ -47,7 +47,7 @@ import msgspec
 import numpy as np
 from bench.ingest import reset_database
 
-from eval.answers import AnswerTally, answer_text, contains, gold_items, page_text
+from eval.answers import AnswerTally, Gold, answer_text, gold, holds, page_text
 from pdfqa.answer import EXTRACTIVE_NOTE, extractive_answer
 from pdfqa.errors import IngestError
 from pdfqa.lifecycle import fail, ingest_upload, ocr_upload
@@ -102,8 +102,8 @@ def own_questions(path: Path) -> list[Question]:
                     pages=q["pages"],
                     answerable=bool(q["pages"]),
                     kind=q["kind"],
-                    answer=q.get("answer", ""),
-                    answer_format="Str" if q.get("answer") else "",
+                    answer=json.dumps(q["answer"]) if "answer" in q else "",
+                    answer_format="Any" if "answer" in q else "",
                 )
             )
     return out
@@ -435,10 +435,10 @@ async def evaluate(
                 "ready": ready,
             }
             outcomes.append(outcome)
-            items = gold_items(q.answer, q.answer_format) if q.answerable else None
+            items = gold(q.answer, q.answer_format) if q.answerable else None
             short: list[str] = []
             if items is not None:
-                extractable = any(contains(page_text(q.path, p), items) for p in q.pages)
+                extractable = any(holds(page_text(q.path, p), items) for p in q.pages)
                 short = [f"{q.set}|short", f"{q.set}|short {q.answer_format}"]
                 if extractable:
                     short += [f"{q.set}|extractable", f"{q.set}|extractable {q.answer_format}"]
@@ -449,9 +449,9 @@ async def evaluate(
                 tallies["tutorial"].add(buckets, q.pages, baseline)
                 if items is not None:
                     best = top[0][1] if top else ""
-                    answers.add("tutorial: best chunk", short, contains(best, items))
+                    answers.add("tutorial: best chunk", short, holds(best, items))
                     read = " ".join(text for _, text in top)
-                    answers.add("tutorial: 5 chunks (context)", short, contains(read, items))
+                    answers.add("tutorial: 5 chunks (context)", short, holds(read, items))
             if not ready:
                 if q.answerable:
                     for name in variants:
@@ -555,10 +555,10 @@ async def in_conversation(
             buckets = [*buckets_all, f"{q.set}|text docs", f"{q.set}|kind {q.kind}|text docs"]
             if q.answerable:
                 tally.add(buckets, q.pages, source_pages(found))
-            items = gold_items(q.answer, q.answer_format) if q.answerable else None
+            items = gold(q.answer, q.answer_format) if q.answerable else None
             if items is not None:
                 short = [f"{q.set}|short", f"{q.set}|short {q.answer_format}"]
-                if any(contains(page_text(q.path, p), items) for p in q.pages):
+                if any(holds(page_text(q.path, p), items) for p in q.pages):
                     short += [f"{q.set}|extractable", f"{q.set}|extractable {q.answer_format}"]
                 score_answers(answers, "pdfqa conversation", q, found, short, items)
             key = f"{q.set}|{'answerable' if q.answerable else 'unanswerable'}|conversation"
@@ -596,22 +596,22 @@ def score_answers(
     q: Question,
     found: Retrieval,
     buckets: list[str],
-    items: list[str],
+    items: Gold,
 ) -> None:
     """What the reader received (passages, contexts) and what the extractive answer says."""
     top = found.sources[:K]
-    answers.add(f"{row}: 5 passages", buckets, contains(" ".join(s.text for s in top), items))
+    answers.add(f"{row}: 5 passages", buckets, holds(" ".join(s.text for s in top), items))
     context = " ".join(s.context or s.text for s in top)
-    answers.add(f"{row}: 5 contexts", buckets, contains(context, items))
+    answers.add(f"{row}: 5 contexts", buckets, holds(context, items))
     extracted = extractive_answer(found.query, found.sources, found.confidence, 0.0)
     said = answer_text(extracted, EXTRACTIVE_NOTE)
-    answers.add(f"{row}: extractive answer", buckets, contains(said, items))
+    answers.add(f"{row}: extractive answer", buckets, holds(said, items))
     first = said.split("\n\n", 1)[0]
-    answers.add(f"{row}: extractive, first block", buckets, contains(first, items))
+    answers.add(f"{row}: extractive, first block", buckets, holds(first, items))
     if row == "pdfqa":  # what the answer said before the reader got contexts
         bare = [msgspec.structs.replace(s, context="") for s in found.sources]
         before = extractive_answer(found.query, bare, found.confidence, 0.0)
-        hit = contains(answer_text(before, EXTRACTIVE_NOTE), items)
+        hit = holds(answer_text(before, EXTRACTIVE_NOTE), items)
         answers.add(f"{row}: extractive from passages", buckets, hit)
 
 

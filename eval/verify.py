@@ -9,7 +9,9 @@ text of every referenced document once with pypdfium2, and checks each question:
 * every listed page is within the document (pages are 1-based, page 1 = first page);
 * for answerable questions, the evidence (lowercased, whitespace collapsed) occurs on at
   least one listed page;
-* unanswerable questions have no pages and no evidence.
+* unanswerable questions have no pages and no evidence;
+* a short ``answer`` (a list of acceptable forms: "17.5 billion" or "17,455") has one form
+  written, as whole words (:mod:`eval.answers`), on a listed page.
 
 Prints a summary and exits with status 1 if any check fails.
 """
@@ -23,6 +25,8 @@ from collections import Counter
 from pathlib import Path
 
 import pypdfium2 as pdfium
+
+from eval.answers import contains, normalize
 
 DEFAULT_QUESTIONS = Path(__file__).resolve().parent / "questions.jsonl"
 DEFAULT_CORPUS = Path(os.environ.get("PDFQA_EVAL_CORPUS", "/work/shared/corpus"))
@@ -129,6 +133,13 @@ def check(records: list[dict[str, object]], corpus: Path) -> list[str]:
             found = [i + 1 for i, text in enumerate(texts) if needle in text]
             hint = f" (found on pages {found})" if found else " (not found anywhere)"
             failures.append(f"{where}: evidence not on listed pages {pages}{hint}")
+        forms = record.get("answer")
+        if forms is not None and not (
+            isinstance(forms, list)
+            and forms
+            and any(contains(texts[p - 1], [normalize(str(f))]) for f in forms for p in pages)
+        ):
+            failures.append(f"{where}: no form of the answer {forms!r} on pages {pages}")
     return failures
 
 

@@ -48,7 +48,7 @@ import numpy as np
 from bench.ingest import reset_database
 
 from eval.answers import AnswerTally, Gold, answer_text, gold, holds, page_text
-from pdfqa.answer import EXTRACTIVE_NOTE, extractive_answer
+from pdfqa.answer import EXTRACTIVE_NOTE, extractive_answer, model_texts
 from pdfqa.errors import IngestError
 from pdfqa.lifecycle import fail, ingest_upload, ocr_upload
 from pdfqa.resources import Resources, open_resources
@@ -603,6 +603,9 @@ def score_answers(
     answers.add(f"{row}: 5 passages", buckets, holds(" ".join(s.text for s in top), items))
     context = " ".join(s.context or s.text for s in top)
     answers.add(f"{row}: 5 contexts", buckets, holds(context, items))
+    budget = Settings().chat_context_tokens  # what a language model gets of them, by default
+    received = " ".join(model_texts(found.sources, budget)[:K])
+    answers.add(f"{row}: what a model gets", buckets, holds(received, items))
     extracted = extractive_answer(found.query, found.sources, found.confidence, 0.0)
     said = answer_text(extracted, EXTRACTIVE_NOTE)
     answers.add(f"{row}: extractive answer", buckets, holds(said, items))

@@ -33,6 +33,7 @@ __all__ = [
     "confidence_label",
     "escape_passage",
     "extractive_answer",
+    "model_texts",
     "not_found_answer",
     "prompt",
     "rewrite_messages",
@@ -128,12 +129,7 @@ def prompt(
     local model's context window holds the prompt and the answer).
     """
     tag = f"passage-{nonce or secrets.token_hex(8)}"
-    room = budget_tokens * CHARS_PER_TOKEN
-    texts: list[str] = []
-    for s in sources:
-        text = s.context if s.context and len(s.context) <= room else s.text
-        room -= len(text)
-        texts.append(text)
+    texts = model_texts(sources, budget_tokens)
     passages = "\n\n".join(
         f'<{tag} n="{s.n}" document="{_attribute(s.upload_name)}"'
         f' page="{"-".join(map(str, _span(s.pages)))}">\n'
@@ -149,6 +145,18 @@ def prompt(
         ChatMessage(role="user", content=f"Passages:\n\n{passages}\n\nQuestion: {question}")
     )
     return messages
+
+
+def model_texts(sources: Sequence[Source], budget_tokens: int) -> list[str]:
+    """The text a language model gets for each source: its context while the texts so far fit
+    ``budget_tokens`` in all (best sources first), else its matching passage."""
+    room = budget_tokens * CHARS_PER_TOKEN
+    texts: list[str] = []
+    for s in sources:
+        text = s.context if s.context and len(s.context) <= room else s.text
+        room -= len(text)
+        texts.append(text)
+    return texts
 
 
 def rewrite_messages(question: str, history: Sequence[tuple[str, str]]) -> list[ChatMessage]:

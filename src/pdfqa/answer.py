@@ -35,6 +35,7 @@ __all__ = [
     "extractive_answer",
     "model_texts",
     "not_found_answer",
+    "says_not_found",
     "prompt",
     "rewrite_messages",
 ]
@@ -177,6 +178,12 @@ def confidence_label(confidence: float, threshold: float) -> str:
     if confidence < threshold:
         return "low"
     return "high" if confidence >= 2 * threshold else "medium"
+
+
+def says_not_found(answer: str) -> bool:
+    """Whether a model's answer is the prompt's "not found" reply (straight or curly quote)."""
+    said = " ".join(answer.replace("\u2019", "'").split()).lower()
+    return said.startswith(NOT_FOUND.lower().rstrip("."))
 
 
 def not_found_answer(confidence: float, threshold: float) -> str:

@@ -321,6 +321,9 @@ async def _answer(  # noqa: PLR0915 - one stream, its spans and its error events
             yield Token(text=piece)
         streaming.end()
         text = "".join(chunks).strip()
+        if mode == "generated" and answering.says_not_found(text):
+            mode = "not_found"  # the model found no answer in the passages: said as such
+            root.set_attribute("answer.mode", mode)
         message = Message(
             id=uuid.uuid4(),
             conversation_id=conversation.id,

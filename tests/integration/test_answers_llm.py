@@ -221,6 +221,23 @@ async def test_follow_ups_are_rewritten_by_the_model_before_retrieval(
     assert {"role": "user", "content": "What is DeepSeek-R1-Zero?"} in answering["messages"]
 
 
+async def test_a_model_that_finds_no_answer_is_reported_as_not_found(
+    llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
+) -> None:
+    headers, conv = await ready_conversation(llm_client, corpus)
+    fake.answer = ["I couldn\u2019t find this ", "in the selected documents."]
+    events = await ask(llm_client, headers, conv, "What is GRPO?")
+    assert events[0][0] == "sources"
+    assert events[0][1]["sources"]  # the sources stay shown
+    assert events[-1][0] == "done"
+    assert events[-1][1]["mode"] == "not_found"
+    assert events[-1][1]["citations"] == []
+    stored = (await llm_client.get(f"/api/v1/conversations/{conv}", headers=headers)).json()[
+        "messages"
+    ]
+    assert stored[0]["mode"] == "not_found"
+
+
 async def test_a_question_that_stands_alone_is_not_rewritten(
     llm_client: AsyncTestClient[Litestar], fake: FakeChat, corpus: Path
 ) -> None:

@@ -81,6 +81,20 @@ def wait_healthy(base: str, proc: Process) -> None:
     pytest.fail(f"the server did not become healthy:\n{proc.output()}")
 
 
+def start_serve(
+    settings: Settings, processes: list[Process], log: Path, **env: str
+) -> tuple[Process, str]:
+    """``pdfqa serve`` as ``make run`` starts it, healthy: the process and its base URL."""
+    port = free_port()
+    server = Process(
+        [str(BIN / "pdfqa"), "serve", "--port", str(port)], environment(settings, **env), log
+    )
+    processes.append(server)
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, server)
+    return server, base
+
+
 @pytest.fixture
 def processes() -> Iterator[list[Process]]:
     started: list[Process] = []

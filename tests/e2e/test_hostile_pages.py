@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pdfqa.settings import Settings
-from tests.e2e.conftest import BIN, Process, environment, free_port, register, wait_healthy
+from tests.e2e.conftest import Process, register, start_serve
 from tests.pdfs import text_pdf
 
 pytestmark = pytest.mark.e2e
@@ -26,15 +26,7 @@ HEALTH_WITHIN_S = 0.1
 def test_the_api_answers_while_a_page_of_dot_leaders_is_ingested(
     settings: Settings, processes: list[Process], tmp_path: Path
 ) -> None:
-    port = free_port()
-    server = Process(
-        [str(BIN / "pdfqa"), "serve", "--port", str(port)],
-        environment(settings),
-        tmp_path / "serve.log",
-    )
-    processes.append(server)
-    base = f"http://127.0.0.1:{port}"
-    wait_healthy(base, server)
+    server, base = start_serve(settings, processes, tmp_path / "serve.log")
     pdf = tmp_path / "leaders.pdf"
     pdf.write_bytes(
         text_pdf(["Revenue grew to 17,455 million dollars in 2021.", ". " * 40_000 + "!"])

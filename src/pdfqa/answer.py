@@ -335,7 +335,10 @@ _REFERENCE = re.compile(
 )
 _FIGURE_DIGITS = re.compile(r"\d[\d,.]*\d|\d%")
 _NUMBERING = re.compile(r"^\s*(?:\d+\.)*\d+\.?\s+")
-_FIGURE = re.compile(r"[$€£]?\s?\d[\d,.]*\s?(?:%|percent|million|billion|thousand|bn|m)?", re.I)
+# A figure, not the digits of a name ("R1", "Qwen-32B"): no letter, digit or joiner before it.
+_FIGURE = re.compile(
+    r"(?:[$€£]\s?)?(?<![\w.,-])\d[\d,.]*\s?(?:%|percent|million|billion|thousand|bn|m)?", re.I
+)
 _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][\w&.-]*(?:\s+[A-Z][\w&.-]*)*")
 
 

@@ -140,3 +140,11 @@ def test_a_sentence_cut_at_a_line_break_goes_on_and_references_are_not_quoted() 
         "We mainly conduct experiments on the event relation extraction and deductive reasoning"
     )
     assert "Proceedings" not in answer
+
+
+def test_the_digits_of_a_name_are_not_emphasised_as_figures() -> None:
+    text = extractive_answer(
+        "How does the distilled Qwen model score on MATH-500?",
+        [source(1, "DeepSeek-R1-Distill-Qwen-32B scores 72.6% on AIME and 94.3% on MATH-500.")],
+    )
+    assert text.startswith("DeepSeek-R1-Distill-Qwen-32B scores **72.6%** on AIME and **94.3%**")

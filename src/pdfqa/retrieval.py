@@ -222,7 +222,7 @@ async def _retrieve(  # noqa: PLR0917
     """The retrieval, and whether every part of it worked (a failed reranker's is not cached)."""
     settings = res.settings
     dense = await embed_query(res, query)
-    sparse = sparse_query(query)
+    sparse = sparse_query(words.asked(query))
     upload_ids = [str(u) for u in upload_names]
     reranker = res.reranker if tuning.rerank else None
     fetch = limit * DISTINCT_PAGES_OVERFETCH if tuning.distinct_pages else limit

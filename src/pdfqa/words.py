@@ -26,6 +26,7 @@ import Stemmer
 __all__ = [
     "STOP_WORDS",
     "content_words",
+    "asked",
     "is_follow_up",
     "named_numbers",
     "page_references",
@@ -151,6 +152,14 @@ def specific_terms(question: str) -> set[str]:
         if word[0].isupper() and not ordinary and (i > 0 or word.isupper()):
             found.add(lower)
     return found
+
+
+def asked(question: str) -> str:
+    """The question itself, without what follows its last "?" when something does (an
+    instruction on the answer's form: "Round your answer to two decimals.", "Answer in
+    millions.", whose words no passage needs to hold)."""
+    end = question.rfind("?")
+    return question[: end + 1] if 0 <= end < len(question.rstrip()) - 1 else question
 
 
 def named_numbers(question: str) -> set[str]:

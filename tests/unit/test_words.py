@@ -60,3 +60,10 @@ def test_the_figures_a_question_names() -> None:
     # Small numbers, page numbers and what follows the question (its answer's form) are not.
     assert words.named_numbers("Which 3 tasks are on page 142?") == set()
     assert words.named_numbers("What was revenue in 2021? Round to 100 dollars.") == {"2021"}
+
+
+def test_the_question_asked_leaves_out_instructions_on_the_answers_form() -> None:
+    q = "What is Costco's total debt in FY2021? Answer in millions."
+    assert words.asked(q) == "What is Costco's total debt in FY2021?"
+    assert words.asked("Why? And how?") == "Why? And how?"
+    assert words.asked("what is prop 22") == "what is prop 22"

@@ -49,6 +49,8 @@ KIND_BONUS = 1.5
 many"), in units of a rare question word's weight."""
 KIND_PENALTY = 1.0
 """What it loses for offering none of it, when an exact kind is asked for (a count, a year...)."""
+_ASKING_TERMS = frozenset(words.stem(w) for w in ("many", "much"))
+"""Words of "how many" / "how much": the kind asked for, not a subject to match."""
 _EXACT_KINDS = frozenset(("email", "phone", "percent", "count", "year", "amount", "number"))
 MAX_TABLE_ROWS = 8
 """Longest table quoted in an extractive answer, in rows."""
@@ -218,7 +220,7 @@ def extractive_answer(
     note = f"{EXTRACTIVE_NOTE} Confidence: {label} ({confidence:.2f})."
     if not candidates:
         return note
-    wanted = words.terms(question)
+    wanted = words.terms(question) - _ASKING_TERMS
     df = {t: sum(1 for *_, found in candidates if t in found) for t in wanted}
     weight = {t: math.log(1 + len(candidates) / n) for t, n in df.items() if n}
     scored = []

@@ -52,3 +52,5 @@ def test_what_a_sentence_offers_leaves_out_what_the_question_says() -> None:
         "Berlin",
     ]
     assert spans("Nothing of the kind here.", "percent", "what share?") == []
+    # The number of a name is no count.
+    assert spans("As a result of COVID-19, 3 offices closed.", "count", "how many?") == ["3"]

@@ -29,6 +29,7 @@ __all__ = [
     "AnswerTally",
     "Gold",
     "answer_text",
+    "short_buckets",
     "contains",
     "gold",
     "gold_items",
@@ -107,6 +108,15 @@ def page_text(path: Path, page: int) -> str:
         return str(textpage.get_text_range())
     finally:
         pdf.close()
+
+
+def short_buckets(qset: str, answer_format: str, extractable: bool) -> list[str]:
+    """The rows a short answer counts in: its set's short answers (and of its format), and the
+    extractable ones (and of its format) when its answer is written on an evidence page."""
+    out = [f"{qset}|short", f"{qset}|short {answer_format}"]
+    if extractable:
+        out += [f"{qset}|extractable", f"{qset}|extractable {answer_format}"]
+    return out
 
 
 class AnswerTally:

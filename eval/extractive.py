@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from eval.answers import answer_text, gold, holds
+from eval.answers import answer_text, gold, holds, short_buckets
 from pdfqa.answer import EXTRACTIVE_NOTE, extractive_answer
 from pdfqa.retrieval import Retrieval
 
@@ -41,13 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             extractive_answer(found.query, found.sources, found.confidence, 0.0), EXTRACTIVE_NOTE
         )
         first = said.split("\n\n", 1)[0]
-        buckets = [f"{record['set']}|short", f"{record['set']}|short {record['answer_format']}"]
-        if record["extractable"]:
-            buckets += [
-                f"{record['set']}|extractable",
-                f"{record['set']}|extractable {record['answer_format']}",
-            ]
-        for bucket in buckets:
+        for bucket in short_buckets(record["set"], record["answer_format"], record["extractable"]):
             rows[f"{bucket}|answer"].append(float(holds(said, items)))
             rows[f"{bucket}|first block"].append(float(holds(first, items)))
         if args.misses and record["extractable"] and not holds(said, items):

@@ -47,7 +47,7 @@ import msgspec
 import numpy as np
 from bench.ingest import reset_database
 
-from eval.answers import AnswerTally, Gold, answer_text, gold, holds, page_text
+from eval.answers import AnswerTally, Gold, answer_text, gold, holds, page_text, short_buckets
 from pdfqa.answer import EXTRACTIVE_NOTE, extractive_answer, model_texts
 from pdfqa.errors import IngestError
 from pdfqa.lifecycle import fail, ingest_upload, ocr_upload
@@ -435,13 +435,7 @@ async def evaluate(
                 "ready": ready,
             }
             outcomes.append(outcome)
-            items = gold(q.answer, q.answer_format) if q.answerable else None
-            short: list[str] = []
-            if items is not None:
-                extractable = any(holds(page_text(q.path, p), items) for p in q.pages)
-                short = [f"{q.set}|short", f"{q.set}|short {q.answer_format}"]
-                if extractable:
-                    short += [f"{q.set}|extractable", f"{q.set}|extractable {q.answer_format}"]
+            items, short = answer_buckets(q)
             if q.answerable and with_tutorial:
                 top = tutorial.top(q.doc, dense)
                 baseline = [page for page, _ in top]
@@ -555,11 +549,8 @@ async def in_conversation(
             buckets = [*buckets_all, f"{q.set}|text docs", f"{q.set}|kind {q.kind}|text docs"]
             if q.answerable:
                 tally.add(buckets, q.pages, source_pages(found))
-            items = gold(q.answer, q.answer_format) if q.answerable else None
+            items, short = answer_buckets(q)
             if items is not None:
-                short = [f"{q.set}|short", f"{q.set}|short {q.answer_format}"]
-                if any(holds(page_text(q.path, p), items) for p in q.pages):
-                    short += [f"{q.set}|extractable", f"{q.set}|extractable {q.answer_format}"]
                 score_answers(answers, "pdfqa conversation", q, found, short, items)
             key = f"{q.set}|{'answerable' if q.answerable else 'unanswerable'}|conversation"
             verdicts[key][0 if found.relevant else 1] += 1
@@ -588,6 +579,16 @@ async def follow_up_pairs(
         )
         tally.add(["after its question"], pair.pages, source_pages(after))
     return tally
+
+
+def answer_buckets(q: Question) -> tuple[Gold | None, list[str]]:
+    """The question's acceptable answers and the rows it counts in (none without a short
+    answer)."""
+    items = gold(q.answer, q.answer_format) if q.answerable else None
+    if items is None:
+        return None, []
+    extractable = any(holds(page_text(q.path, p), items) for p in q.pages)
+    return items, short_buckets(q.set, q.answer_format, extractable)
 
 
 def score_answers(

@@ -360,11 +360,13 @@ class _Pipeline:
                         span.set_attribute("page", item.page.number)
                     span.set_attribute("chunks", len(item.chunks))
                     span.set_attribute("chunk_ms", round(item.chunk_s * 1000, 3))
-            if item is not None:
-                self.times.chunk += item.chunk_s
-            self.times.extract += max(0.0, time.perf_counter() - t0 - (item.chunk_s if item else 0))
+            waited = time.perf_counter() - t0
             if item is None:
+                self.times.extract += waited
                 break
+            # The wait covers the child's cutting too: each stage gets its own share.
+            self.times.chunk += item.chunk_s
+            self.times.extract += max(0.0, waited - item.chunk_s)
             self.pending += item.chunks
             self.emitted += len(item.chunks)
             page = item.page

@@ -409,8 +409,7 @@ async def _present(
     """Share of the figures the question names (:func:`pdfqa.words.named_numbers`) that some
     passage of the documents holds: a keyword search for each alone ("2024" in a report on
     2018 finds nothing)."""
-    names = [_alnum(s) for s in subjects]
-    wanted = {t for t in words.named_numbers(question) if not any(_alnum(t) in n for n in names)}
+    wanted = _not_naming(words.named_numbers(question), subjects)
     if not wanted or not upload_ids:
         return 1.0
     found = 0
@@ -435,10 +434,10 @@ async def _present(
     return found / len(wanted)
 
 
-def _wanted_specific(question: str, subjects: Sequence[str]) -> set[str]:
-    """The question's specific terms, less those that name the documents themselves."""
+def _not_naming(terms: set[str], subjects: Sequence[str]) -> set[str]:
+    """``terms`` less those that name the documents themselves ("Uber" in uber_2021.pdf)."""
     names = [_alnum(s) for s in subjects]
-    return {t for t in words.specific_terms(question) if not any(_alnum(t) in n for n in names)}
+    return {t for t in terms if not any(_alnum(t) in n for n in names)}
 
 
 def _specific(question: str, sources: Sequence[Source], subjects: Sequence[str] = ()) -> float:
@@ -449,7 +448,7 @@ def _specific(question: str, sources: Sequence[Source], subjects: Sequence[str] 
     Terms that name the documents themselves ("Uber" in ``uber_2021.pdf``) are not required: a
     filing calls its company "we".
     """
-    wanted = _wanted_specific(question, subjects)
+    wanted = _not_naming(words.specific_terms(question), subjects)
     if not wanted:
         return 1.0
     text = " ".join(s.text.lower() for s in sources)

@@ -745,7 +745,6 @@ class _Cutter:
     def __init__(self, spec: ChunkSpec | None, state: ChunkerState | None, *, each_page: bool):
         self._spec = spec
         self._count = spec.counter() if spec is not None else None
-        self._each_page = each_page
         self._chunker = (
             spec.chunker(self._count, state)
             if spec is not None and self._count is not None and not each_page
